@@ -1,0 +1,1 @@
+"""Code shared by EfficientDet and EfficientNetV2; imports nothing from either."""
