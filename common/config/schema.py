@@ -1,0 +1,113 @@
+"""Sections shared by every experiment: data, train, eval, runtime.
+
+Model sections are family-specific (``efficientdet.config``,
+``efficientnet_v2.config``). Defaults are the EfficientDet COCO recipe's where a
+field is shared; family presets override them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from common.config.errors import ConfigError
+
+_OPTIMIZERS = ("sgd", "rmsprop", "adamw", "adam")
+_LR_SCHEDULES = ("cosine", "stepwise", "polynomial", "exponential", "constant")
+_STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "horovod")
+
+
+def _check(condition, message):
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Input files and pipeline options."""
+
+    train_file_pattern: str | None = None
+    val_file_pattern: str | None = None
+    val_json_file: str | None = None
+    max_instances_per_image: int = 100
+    shuffle_buffer: int = 1024
+    input_rand_hflip: bool = True
+    jitter_min: float = 0.1
+    jitter_max: float = 2.0
+    skip_crowd_during_training: bool = True
+    cache: bool = False
+    num_parallel_calls: int = -1
+    private_threadpool_size: int = 0
+
+    def validate(self):
+        _check(self.max_instances_per_image > 0, "data.max_instances_per_image must be > 0.")
+        _check(0 < self.jitter_min <= self.jitter_max,
+               f"data.jitter_min/jitter_max must satisfy 0 < min <= max, got "
+               f"{self.jitter_min}, {self.jitter_max}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimization. ``learning_rate`` is for a global batch of ``lr_reference_batch``
+    images and is scaled linearly with the real global batch size."""
+
+    batch_size: int = 8
+    num_epochs: int = 300
+    steps_per_epoch: int | None = None
+    optimizer: str = "sgd"
+    learning_rate: float = 0.08
+    lr_reference_batch: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    weight_decay_exclude: str = r".*(bias|gamma|beta).*"
+    lr_decay_method: str = "cosine"
+    lr_warmup_epoch: float = 1.0
+    lr_warmup_init: float = 0.008
+    lr_decay_epochs: float = 2.4
+    lr_decay_factor: float = 0.97
+    clip_gradients_norm: float = 10.0
+    moving_average_decay: float = 0.9998
+    grad_accum_steps: int = 1
+    label_smoothing: float = 0.0
+    seed: int | None = None
+
+    def validate(self):
+        _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}.")
+        _check(self.num_epochs > 0, f"train.num_epochs must be > 0, got {self.num_epochs}.")
+        _check(self.optimizer in _OPTIMIZERS,
+               f"train.optimizer {self.optimizer!r} is not one of {_OPTIMIZERS}.")
+        _check(self.lr_decay_method in _LR_SCHEDULES,
+               f"train.lr_decay_method {self.lr_decay_method!r} is not one of {_LR_SCHEDULES}.")
+        _check(self.learning_rate > 0, "train.learning_rate must be > 0.")
+        _check(self.grad_accum_steps >= 1, "train.grad_accum_steps must be >= 1.")
+        _check(0.0 <= self.moving_average_decay < 1.0,
+               "train.moving_average_decay must be in [0, 1) (0 disables EMA).")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1).")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation options."""
+
+    batch_size: int = 8
+    eval_samples: int | None = None
+    every_n_epochs: int = 1
+    use_ema: bool = True
+
+    def validate(self):
+        _check(self.batch_size > 0, "eval.batch_size must be > 0.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the job runs."""
+
+    model_dir: str | None = None
+    use_xla: bool = False
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    sync_bn: bool = False
+    log_every_n_steps: int = 10
+    keep_checkpoint_max: int = 5
+
+    def validate(self):
+        _check(self.strategy in _STRATEGIES,
+               f"runtime.strategy {self.strategy!r} is not one of {_STRATEGIES}.")

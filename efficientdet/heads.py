@@ -1,0 +1,204 @@
+"""Class and box prediction heads of EfficientDet (Tan, Pang & Le 2020, §3.3, Figure 3).
+
+Each head is shared across pyramid levels: ``repeats`` 3×3 separable convs
+(with bias, weights shared by all levels), each followed by a batch norm of
+its own per level and swish, then one 3×3 separable predict conv. Names follow
+the official scopes: ``class_net/class-<i>``, ``class_net/class-<i>-bn-<level>``,
+``class_net/class-predict`` (``box_net/box-…`` likewise).
+
+Output channel layout: ``anchor * num_classes + class`` for the class head,
+``anchor * 4 + (ty, tx, th, tw)`` for the box head. The predict conv always
+computes in float32, so outputs are float32 under ``mixed_float16``.
+"""
+import math
+
+import keras
+
+from common.layers.activations import get_activation
+from common.layers.conv import separable_conv2d
+from common.layers.drop_path import DropPath
+from common.layers.normalization import batch_norm
+
+CLASS_PRIOR_PROBABILITY = 0.01
+
+
+def class_bias_initializer(prior=CLASS_PRIOR_PROBABILITY):
+    """Bias so that sigmoid(logit) = ``prior`` at start (Lin et al. 2017, focal loss §4.1)."""
+    return keras.initializers.Constant(-math.log((1.0 - prior) / prior))
+
+
+class _LevelSharedHead(keras.layers.Layer):
+    """Shared conv tower + per-level BN + predict conv; see :class:`ClassNet`."""
+
+    _prefix = None
+
+    def __init__(
+        self,
+        output_channels,
+        predict_bias_initializer,
+        num_filters,
+        repeats,
+        min_level=3,
+        max_level=7,
+        separable_conv=True,
+        activation="swish",
+        drop_path_rate=0.0,
+        bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        sync_bn=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_filters = int(num_filters)
+        self.repeats = int(repeats)
+        self.min_level = int(min_level)
+        self.max_level = int(max_level)
+        self.separable_conv = bool(separable_conv)
+        self.activation = activation
+        self.drop_path_rate = float(drop_path_rate)
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.sync_bn = sync_bn
+        self._act = get_activation(activation)
+        levels = range(self.min_level, self.max_level + 1)
+        prefix = self._prefix
+        self.convs = [self._conv(self.num_filters, f"{prefix}-{i}") for i in range(self.repeats)]
+        self.bns = [
+            [batch_norm(f"{prefix}-{i}-bn-{l}", bn_momentum, bn_epsilon, sync_bn) for l in levels]
+            for i in range(self.repeats)
+        ]
+        # Drop path needs a residual, so the first conv (which may change width) has none.
+        self.drop_paths = [
+            DropPath(self.drop_path_rate, name=f"{prefix}-{i}-drop_path")
+            if i > 0 and self.drop_path_rate > 0
+            else None
+            for i in range(self.repeats)
+        ]
+        self.predict = self._conv(
+            output_channels,
+            f"{prefix}-predict",
+            bias_initializer=predict_bias_initializer,
+            dtype="float32",
+        )
+
+    def _conv(self, filters, name, bias_initializer="zeros", dtype=None):
+        if self.separable_conv:
+            if dtype is None:
+                return separable_conv2d(filters, 3, name=name, bias_initializer=bias_initializer)
+            return keras.layers.SeparableConv2D(
+                filters,
+                3,
+                padding="same",
+                depthwise_initializer=keras.initializers.VarianceScaling(),
+                pointwise_initializer=keras.initializers.VarianceScaling(),
+                bias_initializer=bias_initializer,
+                dtype=dtype,
+                name=name,
+            )
+        return keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            bias_initializer=bias_initializer,
+            dtype=dtype,
+            name=name,
+        )
+
+    def build(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        num_levels = self.max_level - self.min_level + 1
+        if len(shapes) != num_levels:
+            raise ValueError(
+                f"{self.name} expects {num_levels} features (P{self.min_level}–P{self.max_level}), "
+                f"got {len(shapes)}."
+            )
+        channels = shapes[0][-1]
+        for conv, bns in zip(self.convs, self.bns):
+            conv.build((None, None, None, channels))
+            channels = self.num_filters
+            for bn in bns:
+                bn.build((None, None, None, channels))
+        self.predict.build((None, None, None, channels))
+
+    def call(self, feats, training=None):
+        outputs = []
+        for level_index, x in enumerate(feats):
+            for conv, bns, drop_path in zip(self.convs, self.bns, self.drop_paths):
+                y = self._act(bns[level_index](conv(x), training=training))
+                x = y if drop_path is None else drop_path(y, training=training) + x
+            outputs.append(self.predict(x))
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_filters=self.num_filters,
+            repeats=self.repeats,
+            min_level=self.min_level,
+            max_level=self.max_level,
+            separable_conv=self.separable_conv,
+            activation=self.activation,
+            drop_path_rate=self.drop_path_rate,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            sync_bn=self.sync_bn,
+        )
+        return config
+
+
+class ClassNet(_LevelSharedHead):
+    """Class head: list of features ``[B, H_l, W_l, C]`` (P``min_level`` first) →
+    list of float32 logits ``[B, H_l, W_l, num_anchors * num_classes]``.
+
+    Args:
+        num_classes: object classes (no background class; sigmoid per class).
+        num_anchors: anchors per location (scales × aspect ratios, 9 by default).
+        num_filters: width of the conv tower (the BiFPN width).
+        repeats: convs before the predict conv (``box_class_repeats``).
+        min_level, max_level: levels of the inputs (one BN per level and conv).
+        separable_conv: separable (default) or plain 3×3 convs.
+        activation: after each BN.
+        drop_path_rate: residual drop path on convs 1 … repeats-1 (0 = off, as
+            in the official models).
+        bn_momentum, bn_epsilon, sync_bn: batch-norm settings.
+    """
+
+    _prefix = "class"
+
+    def __init__(self, num_classes, num_anchors=9, num_filters=64, repeats=3, **kwargs):
+        kwargs.setdefault("name", "class_net")
+        super().__init__(
+            int(num_classes) * int(num_anchors),
+            class_bias_initializer(),
+            num_filters,
+            repeats,
+            **kwargs,
+        )
+        self.num_classes = int(num_classes)
+        self.num_anchors = int(num_anchors)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, num_anchors=self.num_anchors)
+        return config
+
+
+class BoxNet(_LevelSharedHead):
+    """Box head: list of features ``[B, H_l, W_l, C]`` → list of float32 box
+    regressions ``[B, H_l, W_l, num_anchors * 4]`` as (ty, tx, th, tw) per anchor.
+
+    Args: as :class:`ClassNet`, without ``num_classes``.
+    """
+
+    _prefix = "box"
+
+    def __init__(self, num_anchors=9, num_filters=64, repeats=3, **kwargs):
+        kwargs.setdefault("name", "box_net")
+        super().__init__(4 * int(num_anchors), "zeros", num_filters, repeats, **kwargs)
+        self.num_anchors = int(num_anchors)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_anchors=self.num_anchors)
+        return config
