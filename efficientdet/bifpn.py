@@ -6,7 +6,7 @@ match its checkpoints:
 * :class:`ResampleFeatureMap` — optional 1×1 conv (+bias) + BN when the channel
   count differs, then 3×3 stride-2 ``same`` max-pool (down) or nearest-neighbour
   2× upsampling (up). Used as ``resample_p6`` / ``resample_p7`` on top of the
-  backbone and as ``resample_<input>_<offset>_<node id>`` inside a node.
+  backbone and as ``resample_<i>_<input id>_<node id>`` inside a node.
 * :class:`FNode` — one fusion node: resample its inputs to its level, fuse them
   (``fastattn``, ``attn``, ``sum`` …; weights ``WSM``, ``WSM_1`` …), then
   ``op_after_combine<node id>``: swish → separable conv (+bias) → BN.
@@ -83,6 +83,7 @@ def bifpn_nodes(min_level=3, max_level=7):
     return nodes
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class ResampleFeatureMap(keras.layers.Layer):
     """Brings a feature from ``input_level`` to ``target_level`` with ``filters`` channels.
 
@@ -180,6 +181,7 @@ def _same_static_size(x, size):
     return isinstance(size[0], int) and isinstance(size[1], int) and (height, width) == tuple(size)
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class OpAfterCombine(keras.layers.Layer):
     """The op applied to a fused node: act → 3×3 (separable) conv → BN.
 
@@ -243,6 +245,7 @@ class OpAfterCombine(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class FNode(keras.layers.Layer):
     """One BiFPN node at ``level`` fusing the features ``input_ids``.
 
@@ -412,6 +415,7 @@ _NODE_ARGS = (
 )
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class BiFPNCell(keras.layers.Layer):
     """One BiFPN layer: list of features P``min_level``..P``max_level`` → same-shaped
     list with ``filters`` channels (each level's last node). Nodes ``fnode<j>``."""
@@ -496,6 +500,7 @@ class BiFPNCell(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class BiFPN(keras.layers.Layer):
     """``num_cells`` BiFPN cells (``cell_0`` …). Default layer name ``fpn_cells``.
 

@@ -13,7 +13,7 @@ from common.config.errors import ConfigError
 
 TASK = "detection"
 _WEIGHT_METHODS = ("fastattn", "attn", "sum", "channel_attn", "channel_fastattn")
-_NMS_METHODS = ("gaussian", "hard", "per_class", "combined")
+_NMS_METHODS = ("gaussian", "hard", "global", "global_hard", "per_class", "per_class_hard", "combined")
 _IOU_LOSSES = ("giou", "diou", "ciou", "iou")
 
 
@@ -38,9 +38,11 @@ class DetectionLossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class NmsConfig:
-    """Post-processing: ``gaussian`` = soft-NMS over the best class of each anchor
-    (official default), ``hard`` = class-agnostic hard NMS, ``per_class`` = hard
-    NMS per class, ``combined`` = ``tf.image.combined_non_max_suppression``."""
+    """Post-processing (see :mod:`efficientdet.postprocess`): ``gaussian`` (alias
+    ``global``) = Gaussian soft-NMS over the best class of each anchor (official
+    default); ``hard`` (``global_hard``) = class-agnostic hard NMS; ``per_class``
+    = soft-NMS per class (official); ``per_class_hard`` = hard NMS per class;
+    ``combined`` = ``tf.image.combined_non_max_suppression``."""
 
     method: str = "gaussian"
     iou_threshold: float = 0.5

@@ -147,6 +147,7 @@ class _LevelSharedHead(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class ClassNet(_LevelSharedHead):
     """Class head: list of features ``[B, H_l, W_l, C]`` (P``min_level`` first) →
     list of float32 logits ``[B, H_l, W_l, num_anchors * num_classes]``.
@@ -184,6 +185,7 @@ class ClassNet(_LevelSharedHead):
         return config
 
 
+@keras.saving.register_keras_serializable(package="efficientdet")
 class BoxNet(_LevelSharedHead):
     """Box head: list of features ``[B, H_l, W_l, C]`` → list of float32 box
     regressions ``[B, H_l, W_l, num_anchors * 4]`` as (ty, tx, th, tw) per anchor.

@@ -108,15 +108,12 @@ def resolve_detector_params(name, image_size=None, **overrides):
         ValueError: for an unknown name or override key, or a bad image size.
     """
     params = get_detector_params(name)
-    unknown = sorted(set(overrides) - set(params) - {"name"})
+    unknown = sorted(set(overrides) - set(params))
     if unknown:
         raise ValueError(
             f"Unknown EfficientDet parameter(s) {unknown} for {name}; "
             f"valid keys: {', '.join(sorted(params))}."
         )
-    if "image_size" in overrides:
-        image_size = overrides.pop("image_size") if image_size is None else image_size
-        overrides.pop("image_size", None)
     params.update(overrides)
     if image_size is not None:
         params["image_size"] = parse_image_size(image_size)
