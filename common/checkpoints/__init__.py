@@ -6,11 +6,14 @@ from common.checkpoints.official import (
     official_name,
     resolve_checkpoint_prefix,
 )
+from common.checkpoints.restore import is_training_checkpoint, restore_for_inference
 
 __all__ = [
     "CheckpointError",
     "ImportReport",
     "load_official_checkpoint",
     "official_name",
+    "is_training_checkpoint",
     "resolve_checkpoint_prefix",
+    "restore_for_inference",
 ]

@@ -1,0 +1,2 @@
+"""The training runtime shared by both models: one train step, EMA, schedules,
+optimizers, checkpoints, logging and the distribution hook."""
