@@ -1,36 +1,108 @@
-"""Command-line entry point for EfficientDet and EfficientNetV2 jobs.
+"""Train, evaluate or inspect EfficientDet and EfficientNetV2 models.
 
-    python main.py --mode summary --model_name efficientdet-d0
-    python main.py --mode summary --config configs/efficientnetv2-s-imagenet.yaml \
-        --hparams num_classes=10,image_size=256
+    python main.py --mode train_and_eval                      # quickstart on the built-in sample data
+    python main.py --mode train --config configs/efficientdet-d0-coco.yaml --model_dir runs/d0
+    python main.py --mode eval --model_dir runs/d0 --val_file_pattern 'data/coco/val-*'
+    python main.py --mode summary --model_name efficientnetv2-s
 
-Modes available now: ``summary`` (build the network, print its layers and
-parameter counts, and write the resolved config to ``--model_dir``).
+Precedence of settings: defaults < model presets < --config YAML < --hparams <
+--override < the dedicated flags below (--batch_size, --num_epochs, ...).
 """
 import os
 import sys
 
 from absl import app, flags, logging
 
+from common.checkpoints import CheckpointError
 from common.config import ConfigError, build_network, dump_config, load_config
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "summary", ["summary"], "What to run.")
+flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval", "summary"],
+                  "What to run.")
 flags.DEFINE_string("model_name", None, "e.g. efficientdet-d0, efficientnetv2-s (overrides the config).")
 flags.DEFINE_string("config", None, "YAML recipe from configs/.")
 flags.DEFINE_string("hparams", None, "Comma-separated overrides, e.g. 'num_classes=20,train.batch_size=4'.")
 flags.DEFINE_multi_string("override", [], "One override key=value; repeatable.")
-flags.DEFINE_string("model_dir", None, "Output directory; the resolved config is written there.")
-flags.DEFINE_bool("amp", None, "Use the mixed_float16 policy (overrides runtime.mixed_precision).")
+flags.DEFINE_string("model_dir", None, "Checkpoints, logs and the resolved config go here.")
+flags.DEFINE_string("train_file_pattern", None, "Glob of training TFRecords.")
+flags.DEFINE_string("val_file_pattern", None, "Glob of evaluation TFRecords.")
+flags.DEFINE_string("val_json_file", None, "COCO ground-truth JSON (default: built from the records).")
+flags.DEFINE_integer("batch_size", None, "Per-replica batch size.")
+flags.DEFINE_integer("num_epochs", None, "Training epochs.")
+flags.DEFINE_integer("steps_per_epoch", None, "Optimizer steps per epoch (default: dataset size).")
+flags.DEFINE_integer("grad_accum_steps", None, "Micro-batches per optimizer step.")
+flags.DEFINE_string("init_checkpoint", None,
+                    "Initial weights: an official google/automl checkpoint (detector, backbone or "
+                    "classifier) or one of ours; layers with other shapes are re-initialized.")
+flags.DEFINE_string("ckpt_path", None, "Checkpoint to evaluate (default: latest in --model_dir).")
+flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --model_dir.")
+flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_bool("use_xla", None, "Compile the train step with XLA.")
+flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss scaling).")
+flags.DEFINE_integer("eval_steps", None, "Evaluate on at most this many batches.")
+flags.DEFINE_bool("benchmark", False, "Time --benchmark_steps train steps and print images/second.")
+flags.DEFINE_integer("benchmark_steps", 30, "Timed steps of --benchmark (after warm-up).")
+flags.DEFINE_string("sample_data_dir", os.path.join(os.path.expanduser("~"), ".cache",
+                                                    "effdet-v2-toolkit", "sample_data"),
+                    "Where the built-in sample dataset is generated when no data is given.")
+
+QUICKSTART = {
+    "detection": os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                              "quickstart-detection.yaml"),
+    "classification": os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                                   "quickstart-classification.yaml"),
+}
 
 
-def resolve_config(argv_overrides=()):
-    overrides = list(FLAGS.override) + list(argv_overrides)
-    if FLAGS.model_dir:
-        overrides.append(f"runtime.model_dir={FLAGS.model_dir}")
-    if FLAGS.amp is not None:
-        overrides.append(f"runtime.mixed_precision={FLAGS.amp}")
-    return load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams, overrides)
+def _flag_overrides():
+    mapping = {
+        "model_dir": "runtime.model_dir",
+        "train_file_pattern": "data.train_file_pattern",
+        "val_file_pattern": "data.val_file_pattern",
+        "val_json_file": "data.val_json_file",
+        "batch_size": "train.batch_size",
+        "num_epochs": "train.num_epochs",
+        "steps_per_epoch": "train.steps_per_epoch",
+        "grad_accum_steps": "train.grad_accum_steps",
+        "seed": "train.seed",
+        "use_xla": "runtime.use_xla",
+        "amp": "runtime.mixed_precision",
+    }
+    overrides = []
+    for flag, key in mapping.items():
+        value = getattr(FLAGS, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
+def resolve_config():
+    """Config from flags; with no data anywhere, the quickstart recipe on sample data."""
+    overrides = list(FLAGS.override) + _flag_overrides()
+    config = load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams, overrides)
+    if FLAGS.mode == "summary" or config.data.train_file_pattern or config.data.val_file_pattern:
+        return config
+    from dataset.make_sample_dataset import make_sample_datasets
+
+    config_file = FLAGS.config or QUICKSTART[config.task]
+    base = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
+    sample = make_sample_datasets(FLAGS.sample_data_dir,
+                                  image_size=max(64, max(base.model.image_size)))
+    data_keys = (
+        ("train_file_pattern", "val_file_pattern", "val_json_file")
+        if config.task == "detection"
+        else ("classification_train_pattern", "classification_val_pattern", None)
+    )
+    train_key, val_key, json_key = data_keys
+    sample_overrides = [f"data.train_file_pattern={sample[train_key]}",
+                        f"data.val_file_pattern={sample[val_key]}",
+                        f"model.num_classes={sample['num_classes' if config.task == 'detection' else 'classification_num_classes']}"]
+    if json_key:
+        sample_overrides.append(f"data.val_json_file={sample[json_key]}")
+    logging.info("No data given: using the built-in sample dataset in %s with %s",
+                 FLAGS.sample_data_dir, config_file)
+    return load_config(config_file, FLAGS.model_name, FLAGS.hparams,
+                       overrides + sample_overrides)
 
 
 def run_summary(config):
@@ -49,19 +121,51 @@ def run_summary(config):
           f"{config.model.num_classes} classes")
 
 
+def run(config):
+    from common.training.loop import TrainingDivergedError
+    from common.training.runner import RunOptions, evaluate, train
+
+    options = RunOptions(init_checkpoint=FLAGS.init_checkpoint, resume=FLAGS.resume,
+                         eval_during_training=FLAGS.mode == "train_and_eval",
+                         benchmark_steps=FLAGS.benchmark_steps if FLAGS.benchmark else 0,
+                         eval_steps=FLAGS.eval_steps, checkpoint_path=FLAGS.ckpt_path)
+    if FLAGS.mode == "eval":
+        metrics = evaluate(config, options)
+        _print_metrics(metrics)
+        return
+    try:
+        result = train(config, options)
+    except TrainingDivergedError as error:
+        logging.error("%s", error)
+        sys.exit(3)
+    if FLAGS.benchmark:
+        print(f"train throughput: {result['benchmark_images_per_second']:.2f} images/second")
+    elif result["eval"] is not None:
+        _print_metrics(result["eval"])
+
+
+def _print_metrics(metrics):
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"{key:>24}: {value:.4f}")
+        else:
+            print(f"{key:>24}: {value}")
+
+
 def main(argv):
+    del argv
     try:
         config = resolve_config()
-    except ConfigError as error:
+        if FLAGS.mode == "summary":
+            if config.runtime.model_dir:
+                os.makedirs(config.runtime.model_dir, exist_ok=True)
+                dump_config(config, os.path.join(config.runtime.model_dir, "config.yaml"))
+            run_summary(config)
+        else:
+            run(config)
+    except (ConfigError, CheckpointError) as error:
         logging.error("%s", error)
         sys.exit(2)
-    if config.runtime.model_dir:
-        os.makedirs(config.runtime.model_dir, exist_ok=True)
-        path = os.path.join(config.runtime.model_dir, "config.yaml")
-        dump_config(config, path)
-        logging.info("Resolved config written to %s", path)
-    if FLAGS.mode == "summary":
-        run_summary(config)
 
 
 if __name__ == "__main__":

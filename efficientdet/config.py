@@ -143,3 +143,10 @@ def build_network(model_config, sync_bn=False):
     from efficientdet.builder import build_detector_from_config
 
     return build_detector_from_config(model_config, sync_bn=sync_bn)
+
+
+def make_experiment(config, distribution):
+    """The detection experiment (data, task, evaluation) of ``config``."""
+    from efficientdet.experiment import DetectionExperiment
+
+    return DetectionExperiment(config, distribution)

@@ -17,6 +17,30 @@ _PREPROCESSING = ("scale_128", "imagenet_mean_std")
 
 
 @dataclasses.dataclass(frozen=True)
+class ProgressiveConfig:
+    """Stage-wise progressive learning (see :mod:`efficientnet_v2.progressive`).
+
+    Final values: ``model.train_image_size``, ``model.dropout_rate`` and the
+    ``randaug_magnitude`` / ``mixup_alpha`` / ``cutmix_alpha`` below; the ``base_``
+    values are the first stage's. ``n_stages: 1`` trains at the final values.
+    """
+
+    n_stages: int = 4
+    base_image_size: tuple[int, int] = (128, 128)
+    randaug_magnitude: float = 10.0
+    base_randaug_magnitude: float = 5.0
+    mixup_alpha: float = 0.0
+    base_mixup: float = 0.0
+    cutmix_alpha: float = 0.0
+    base_cutmix: float = 0.0
+    base_dropout: float = 0.1
+
+    def validate(self):
+        if self.n_stages < 1:
+            raise ConfigError(f"model.progressive.n_stages must be >= 1, got {self.n_stages}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class ClassificationModelConfig:
     """A classifier. ``image_size`` is the (height, width) used for evaluation and
     export; ``train_image_size`` the final training size (progressive resizing
@@ -32,6 +56,7 @@ class ClassificationModelConfig:
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-3
     preprocessing: str = "scale_128"
+    progressive: ProgressiveConfig = ProgressiveConfig()
 
     def validate(self):
         if self.num_classes < 1:
@@ -71,6 +96,13 @@ def presets(model_name):
             "bn_momentum": spec.bn_momentum,
             "bn_epsilon": spec.bn_epsilon,
             "preprocessing": "scale_128" if is_v2 else "imagenet_mean_std",
+            "progressive": {
+                "n_stages": 4 if is_v2 else 1,
+                "randaug_magnitude": float(spec.randaug_magnitude or 0),
+                "base_randaug_magnitude": 5.0 if is_v2 else float(spec.randaug_magnitude or 0),
+                "mixup_alpha": spec.mixup_alpha,
+                "base_dropout": 0.1 if is_v2 else spec.dropout_rate,
+            },
         },
         "train": {
             "batch_size": 32,
@@ -80,6 +112,7 @@ def presets(model_name):
             "lr_reference_batch": 256,
             "momentum": 0.9,
             "weight_decay": 1e-5,
+            "weight_decay_exclude": r".*(bias|gamma|beta).*",
             "lr_decay_method": "exponential",
             "lr_warmup_epoch": 5.0,
             "lr_warmup_init": 0.0,
@@ -98,3 +131,10 @@ def build_network(model_config, sync_bn=False):
     from efficientnet_v2.network import build_classifier_from_config
 
     return build_classifier_from_config(model_config, sync_bn=sync_bn)
+
+
+def make_experiment(config, distribution):
+    """The classification experiment (data, stages, task, evaluation) of ``config``."""
+    from efficientnet_v2.experiment import ClassificationExperiment
+
+    return ClassificationExperiment(config, distribution)

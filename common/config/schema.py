@@ -57,7 +57,7 @@ class TrainConfig:
     lr_reference_batch: int = 64
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    weight_decay_exclude: str = r".*(bias|gamma|beta).*"
+    weight_decay_exclude: str = r".*(bias|gamma|beta|WSM).*"
     lr_decay_method: str = "cosine"
     lr_warmup_epoch: float = 1.0
     lr_warmup_init: float = 0.008

@@ -1,0 +1,89 @@
+"""The one checkpoint manager: model, optimizer (with loss scale), EMA, step, epoch, stage.
+
+Checkpoints are TensorFlow object-based checkpoints in ``model_dir``
+(``ckpt-<step>.index/.data``), written atomically by TensorFlow (the
+``checkpoint`` state file is updated only after the data is complete), keeping
+the last ``max_to_keep``. ``model_dir/best/`` holds the best evaluation so far.
+:func:`common.checkpoints.restore_for_inference` reads them for eval / export.
+"""
+import os
+
+import tensorflow as tf
+from absl import logging
+
+
+class CheckpointState:
+    """Trackable training state saved with every checkpoint.
+
+    Args:
+        model, optimizer, ema: the objects to save (``ema`` may be None).
+        max_to_keep: how many recent checkpoints stay on disk.
+        directory: the model directory.
+        is_chief: only the chief writes; other ranks can still restore.
+    """
+
+    def __init__(self, directory, model, optimizer, ema=None, max_to_keep=5, is_chief=True):
+        self.directory = directory
+        self.is_chief = is_chief
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+        self.best_metric = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False,
+                                       name="best_metric")
+        objects = dict(model=model, optimizer=optimizer, epoch=self.epoch, stage=self.stage,
+                       best_metric=self.best_metric)
+        if ema is not None:
+            objects["ema"] = ema
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.optimizer = optimizer
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
+                                                  max_to_keep=max_to_keep)
+        self._best_manager = None
+
+    @property
+    def step(self):
+        """Optimizer steps taken (the optimizer's own iteration counter)."""
+        return int(self.optimizer.iterations.numpy())
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def save(self):
+        """Writes a checkpoint numbered by the step (chief only); returns its prefix."""
+        if not self.is_chief:
+            return None
+        path = self.manager.save(checkpoint_number=self.step)
+        logging.info("Saved checkpoint %s (epoch %d, step %d)", path, int(self.epoch.numpy()),
+                     self.step)
+        return path
+
+    def save_best(self, metric_value):
+        """Keeps ``model_dir/best`` when ``metric_value`` beats the best so far.
+
+        Returns:
+            True if this was a new best.
+        """
+        if metric_value <= float(self.best_metric.numpy()):
+            return False
+        self.best_metric.assign(metric_value)
+        if self.is_chief:
+            if self._best_manager is None:
+                self._best_manager = tf.train.CheckpointManager(
+                    self.checkpoint, os.path.join(self.directory, "best"), max_to_keep=1)
+            path = self._best_manager.save(checkpoint_number=self.step)
+            logging.info("New best %.5f: saved %s", metric_value, path)
+        return True
+
+    def restore_latest(self):
+        """Restores the newest checkpoint in the directory, if any.
+
+        Returns:
+            The restored prefix, or None when the directory has no checkpoint.
+        """
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return None
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        logging.info("Resumed from %s (epoch %d, step %d)", path, int(self.epoch.numpy()),
+                     self.step)
+        return path

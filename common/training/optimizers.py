@@ -1,0 +1,65 @@
+"""Optimizers and L2 weight decay.
+
+SGD and RMSProp use the official L2 term ``weight_decay * Σ ||w||² / 2`` over
+the matching variables, added to the loss in the train step (not as per-layer
+regularizers); AdamW uses decoupled decay with the same exclusion pattern.
+Global-norm clipping is done by the optimizer on unscaled gradients.
+"""
+import re
+
+import keras
+import tensorflow as tf
+
+
+def build_optimizer(name, learning_rate, momentum=0.9, weight_decay=0.0, clip_norm=0.0,
+                    mixed_precision=False, no_decay_variables=()):
+    """Creates the optimizer.
+
+    Args:
+        name: ``sgd``, ``rmsprop``, ``adam`` or ``adamw``.
+        learning_rate: float or schedule.
+        momentum: SGD / RMSProp momentum.
+        weight_decay: decoupled decay rate, used only by ``adamw``.
+        clip_norm: global-norm clipping threshold (0 = off).
+        mixed_precision: wrap in a dynamic ``LossScaleOptimizer``.
+        no_decay_variables: variables AdamW must not decay (see :func:`decayed_variables`).
+
+    Returns:
+        A Keras optimizer.
+    """
+    clip = dict(global_clipnorm=clip_norm) if clip_norm and clip_norm > 0 else {}
+    if name == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum, **clip)
+    elif name == "rmsprop":
+        # Official EfficientNet(V2) settings: decay 0.9, epsilon 1e-3.
+        optimizer = keras.optimizers.RMSprop(learning_rate, rho=0.9, momentum=momentum,
+                                             epsilon=1e-3, **clip)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, **clip)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **clip)
+    else:
+        raise ValueError(f"Unknown optimizer {name!r}; use sgd, rmsprop, adam or adamw.")
+    if name == "adamw" and no_decay_variables:
+        optimizer.exclude_from_weight_decay(var_list=list(no_decay_variables))
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def decayed_variables(variables, exclude_pattern):
+    """Splits ``variables`` into (decayed, excluded) by the regex ``exclude_pattern``
+    on variable paths (batch-norm parameters, biases, BiFPN fusion weights)."""
+    pattern = re.compile(exclude_pattern) if exclude_pattern else None
+    excluded = [v for v in variables if pattern is not None and pattern.match(v.path)]
+    excluded_ids = {id(v) for v in excluded}
+    return [v for v in variables if id(v) not in excluded_ids], excluded
+
+
+def l2_loss(variables, weight_decay):
+    """``weight_decay * Σ ||v||² / 2`` in float32 (0 when there is nothing to decay)."""
+    if not variables or not weight_decay:
+        return tf.constant(0.0, tf.float32)
+    return weight_decay * tf.add_n(
+        [tf.nn.l2_loss(tf.cast(tf.convert_to_tensor(v), tf.float32)) for v in variables]
+    )

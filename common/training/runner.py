@@ -1,0 +1,216 @@
+"""Builds everything a run needs from an ExperimentConfig and runs train / eval.
+
+``main.py`` parses flags into a config and calls :func:`train` or
+:func:`evaluate`; tests call them directly.
+"""
+import dataclasses
+import json
+import os
+import random
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from common.checkpoints import restore_for_inference
+from common.config import ConfigError, build_network, dump_config, family_of
+from common.training.checkpoints import CheckpointState
+from common.training.distribution import SingleProcess
+from common.training.ema import ExponentialMovingAverage
+from common.training.logger import MetricLogger
+from common.training.loop import TrainingLoop
+from common.training.optimizers import build_optimizer, decayed_variables
+from common.training.schedules import build_schedule
+from common.training.train_step import TrainStep
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Run-level switches that are not part of the recipe."""
+
+    init_checkpoint: str | None = None
+    resume: bool = False
+    eval_during_training: bool = False
+    benchmark_steps: int = 0
+    eval_steps: int | None = None
+    checkpoint_path: str | None = None
+    save_every_n_epochs: int = 1
+
+
+def set_seed(seed):
+    """Seeds Python, NumPy, TensorFlow and Keras (None = leave random)."""
+    if seed is None:
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def check_file_pattern(pattern, what):
+    """Raises one clear ConfigError when ``pattern`` is unset or matches nothing."""
+    if not pattern:
+        raise ConfigError(f"No {what} given: set data.{what} (or the --{what} flag).")
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise ConfigError(f"data.{what} {pattern!r} matches no files; check the path or glob.")
+    return sorted(files)
+
+
+def count_records(files):
+    """Number of records in TFRecord ``files`` (read once, at start-up)."""
+    return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+def _apply_policy(config):
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.runtime.mixed_precision else "float32")
+
+
+def train(config, options=None, distribution=None):
+    """Trains (and, with ``options.eval_during_training``, evaluates) per ``config``.
+
+    Returns:
+        A dict with ``model_dir``, ``steps``, ``epochs``, ``history`` (logged train
+        metrics), ``eval`` (last evaluation or None) and ``benchmark_images_per_second``.
+
+    Raises:
+        ConfigError: missing data, bad settings — before any training starts.
+        CheckpointError: unusable ``init_checkpoint`` or resume state.
+    """
+    options = options or RunOptions()
+    distribution = distribution or SingleProcess()
+    runtime, train_cfg = config.runtime, config.train
+    if not runtime.model_dir:
+        raise ConfigError("runtime.model_dir is not set: pass --model_dir.")
+    train_files = check_file_pattern(config.data.train_file_pattern, "train_file_pattern")
+    if options.eval_during_training:
+        check_file_pattern(config.data.val_file_pattern, "val_file_pattern")
+    os.makedirs(runtime.model_dir, exist_ok=True)
+    has_checkpoint = tf.train.latest_checkpoint(runtime.model_dir) is not None
+    if has_checkpoint and not options.resume and not options.benchmark_steps:
+        raise ConfigError(
+            f"{runtime.model_dir!r} already holds checkpoints: pass --resume to continue "
+            "training there, or choose a new --model_dir.")
+    if distribution.is_chief:
+        dump_config(config, os.path.join(runtime.model_dir, "config.yaml"))
+
+    set_seed(train_cfg.seed)
+    _apply_policy(config)
+    experiment = family_of(config.model.name).make_experiment(config, distribution)
+    model = build_network(config)
+
+    global_batch = train_cfg.batch_size * distribution.size * train_cfg.grad_accum_steps
+    if train_cfg.steps_per_epoch:
+        steps_per_epoch = train_cfg.steps_per_epoch
+    else:
+        num_examples = count_records(train_files)
+        steps_per_epoch = num_examples // global_batch
+        if steps_per_epoch == 0:
+            raise ConfigError(
+                f"The training data has {num_examples} examples, fewer than one global batch "
+                f"({global_batch} = batch {train_cfg.batch_size} x {distribution.size} replicas x "
+                f"{train_cfg.grad_accum_steps} accumulation steps); lower train.batch_size.")
+    schedule = build_schedule(train_cfg, steps_per_epoch, global_batch)
+    _, no_decay = decayed_variables(model.trainable_variables, train_cfg.weight_decay_exclude)
+    optimizer = build_optimizer(
+        train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
+        weight_decay=train_cfg.weight_decay, clip_norm=train_cfg.clip_gradients_norm,
+        mixed_precision=runtime.mixed_precision, no_decay_variables=no_decay)
+    ema = None
+    if train_cfg.moving_average_decay > 0:
+        ema = ExponentialMovingAverage(model.weights, train_cfg.moving_average_decay)
+    step = TrainStep(model, experiment.task, optimizer, ema=ema, distribution=distribution,
+                     grad_accum_steps=train_cfg.grad_accum_steps, use_xla=runtime.use_xla,
+                     weight_decay=train_cfg.weight_decay,
+                     weight_decay_exclude=train_cfg.weight_decay_exclude)
+    state = CheckpointState(runtime.model_dir, model, optimizer, ema,
+                            max_to_keep=runtime.keep_checkpoint_max,
+                            is_chief=distribution.is_chief)
+    if options.resume and has_checkpoint:
+        state.restore_latest()
+    elif options.init_checkpoint:
+        logging.info("%s", restore_for_inference(model, options.init_checkpoint, use_ema=True,
+                                                 skip_mismatch=True))
+        if ema is not None:
+            ema.reset()
+    distribution.broadcast_variables(list(model.weights) + list(optimizer.variables)
+                                     + (list(ema.shadows) if ema else []))
+
+    logger = MetricLogger(runtime.model_dir, distribution.is_chief)
+    logger.metadata({"model_name": config.model.name, "global_batch_size": global_batch,
+                     "steps_per_epoch": steps_per_epoch, "num_epochs": train_cfg.num_epochs,
+                     "replicas": distribution.size, "mixed_precision": runtime.mixed_precision,
+                     "use_xla": runtime.use_xla, "grad_accum_steps": train_cfg.grad_accum_steps})
+
+    evaluate_fn = None
+    if options.eval_during_training:
+        def evaluate_fn(epoch):
+            return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
+                                      os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json"))
+
+    loop = TrainingLoop(step, state, logger, steps_per_epoch, global_batch,
+                        learning_rate_fn=schedule,
+                        log_every_n_steps=min(runtime.log_every_n_steps, steps_per_epoch),
+                        save_every_n_epochs=options.save_every_n_epochs,
+                        evaluate_fn=evaluate_fn,
+                        eval_every_n_epochs=config.eval.every_n_epochs,
+                        primary_metric=experiment.primary_metric, amp=runtime.mixed_precision)
+    stages = experiment.stages(model, train_cfg.num_epochs, train_cfg.batch_size, train_cfg.seed)
+    result = {"model_dir": runtime.model_dir, "steps_per_epoch": steps_per_epoch}
+    try:
+        if options.benchmark_steps:
+            if stages[-1].on_enter is not None:
+                stages[-1].on_enter()
+            iterator = iter(stages[-1].make_dataset())
+            warmup = max(2, options.benchmark_steps // 5)
+            speed = loop.benchmark(iterator, options.benchmark_steps, warmup)
+            logging.info("Benchmark: %.2f images/second (global batch %d, %d steps after %d warm-up)",
+                         speed, global_batch, options.benchmark_steps, warmup)
+            result["benchmark_images_per_second"] = speed
+        else:
+            loop.run(stages, train_cfg.num_epochs)
+    finally:
+        logger.close()
+    result.update(steps=state.step, epochs=int(state.epoch.numpy()), history=loop.history,
+                  eval=loop.last_eval, model=model, ema=ema)
+    return result
+
+
+def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json):
+    dataset = experiment.eval_dataset(config.eval.batch_size)
+    if ema is not None and config.eval.use_ema:
+        with ema.averaged_weights():
+            return experiment.evaluate(model, dataset, max_steps, results_json)
+    return experiment.evaluate(model, dataset, max_steps, results_json)
+
+
+def evaluate(config, options=None, distribution=None):
+    """Evaluates the latest (or ``options.checkpoint_path``) checkpoint; EMA weights by default.
+
+    Returns:
+        The metrics dict (also written to ``model_dir/eval_results.json``).
+    """
+    options = options or RunOptions()
+    distribution = distribution or SingleProcess()
+    check_file_pattern(config.data.val_file_pattern, "val_file_pattern")
+    path = options.checkpoint_path or config.runtime.model_dir
+    if not path:
+        raise ConfigError("Nothing to evaluate: pass --model_dir (or --ckpt_path).")
+    _apply_policy(config)
+    experiment = family_of(config.model.name).make_experiment(config, distribution)
+    model = build_network(config)
+    restore_for_inference(model, path, use_ema=config.eval.use_ema)
+    results_json = None
+    if config.runtime.model_dir and distribution.is_chief:
+        os.makedirs(config.runtime.model_dir, exist_ok=True)
+        results_json = os.path.join(config.runtime.model_dir, "detections.json") \
+            if experiment.primary_metric == "AP" else None
+    metrics = experiment.evaluate(model, experiment.eval_dataset(config.eval.batch_size),
+                                  options.eval_steps, results_json)
+    if config.runtime.model_dir and distribution.is_chief:
+        with open(os.path.join(config.runtime.model_dir, "eval_results.json"), "w") as handle:
+            json.dump(metrics, handle, indent=2)
+    return metrics
+
