@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODEL ?= efficientdet-d0
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo test test-fast clean
+.PHONY: setup setup-test demo summary test test-fast clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ setup: $(VENV)/.installed
 
 setup-test: $(VENV)/.installed-test
 
-## The main job (for now: build the model and print its summary).
+## The main job: train + evaluate EfficientDet-D0 on the built-in sample dataset.
 demo: setup
+	$(PY) main.py --mode train_and_eval --model_dir runs/demo --sample_data_dir runs/sample_data --alsologtostderr
+
+## Print a model's layers and parameter counts (MODEL=efficientnetv2-s ...).
+summary: setup
 	$(PY) main.py --mode summary --model_name $(MODEL)
 
 ## The whole test suite.
@@ -34,4 +38,4 @@ test-fast: setup-test
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache *.egg-info runs/demo

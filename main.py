@@ -89,9 +89,9 @@ def resolve_config():
     sample = make_sample_datasets(FLAGS.sample_data_dir,
                                   image_size=max(64, max(base.model.image_size)))
     data_keys = (
-        ("train_file_pattern", "val_file_pattern", "val_json_file")
+        ("train_file_pattern", "val_file_pattern", "val_json")
         if config.task == "detection"
-        else ("classification_train_pattern", "classification_val_pattern", None)
+        else ("classification_train_file_pattern", "classification_val_file_pattern", None)
     )
     train_key, val_key, json_key = data_keys
     sample_overrides = [f"data.train_file_pattern={sample[train_key]}",

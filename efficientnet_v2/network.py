@@ -44,11 +44,15 @@ def build_classifier(
 
 
 def build_classifier_from_config(model_config, sync_bn=False):
-    """Builds the classifier described by a ``ClassificationModelConfig``."""
+    """Builds the classifier described by a ``ClassificationModelConfig``.
+
+    The input size is left dynamic: progressive resizing trains at several sizes
+    and evaluates at ``model_config.image_size``.
+    """
     return build_classifier(
         model_name=model_config.name,
         num_classes=model_config.num_classes,
-        image_size=model_config.image_size,
+        image_size=None,
         dropout_rate=model_config.dropout_rate,
         drop_path_rate=model_config.drop_path_rate,
         activation=model_config.activation,
