@@ -23,6 +23,7 @@ setup-test: $(VENV)/.installed-test
 
 ## The main job: train + evaluate EfficientDet-D0 on the built-in sample dataset.
 demo: setup
+	rm -rf runs/demo
 	$(PY) main.py --mode train_and_eval --model_dir runs/demo --sample_data_dir runs/sample_data --alsologtostderr
 
 ## Print a model's layers and parameter counts (MODEL=efficientnetv2-s ...).

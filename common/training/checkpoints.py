@@ -17,20 +17,24 @@ class CheckpointState:
 
     Args:
         model, optimizer, ema: the objects to save (``ema`` may be None).
+        step: int64 variable counting train steps (``TrainStep.global_step``);
+            default: the optimizer's applied-update counter.
         max_to_keep: how many recent checkpoints stay on disk.
         directory: the model directory.
         is_chief: only the chief writes; other ranks can still restore.
     """
 
-    def __init__(self, directory, model, optimizer, ema=None, max_to_keep=5, is_chief=True):
+    def __init__(self, directory, model, optimizer, ema=None, max_to_keep=5, is_chief=True,
+                 step=None):
         self.directory = directory
         self.is_chief = is_chief
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
         self.best_metric = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False,
                                        name="best_metric")
+        self.step_variable = step if step is not None else optimizer.iterations
         objects = dict(model=model, optimizer=optimizer, epoch=self.epoch, stage=self.stage,
-                       best_metric=self.best_metric)
+                       best_metric=self.best_metric, step=self.step_variable)
         if ema is not None:
             objects["ema"] = ema
         self.checkpoint = tf.train.Checkpoint(**objects)
@@ -41,8 +45,8 @@ class CheckpointState:
 
     @property
     def step(self):
-        """Optimizer steps taken (the optimizer's own iteration counter)."""
-        return int(self.optimizer.iterations.numpy())
+        """Train steps taken."""
+        return int(self.step_variable.numpy())
 
     @property
     def latest(self):

@@ -3,8 +3,25 @@
 Models and data never import a distribution library; the runtime passes a
 ``Distribution`` that says how many replicas there are, which one this
 process is, and how to reduce tensors. ``SingleProcess`` is the identity;
-multi-process back-ends (Horovod, tf.distribute) implement the same methods.
+multi-process back-ends implement the same methods:
+
+* :class:`~common.training.horovod_distribution.HorovodDistribution`
+  (``horovodrun``; one process per GPU),
+* :class:`~common.training.tf_distribute.TFDistribution` (``tf.distribute``
+  mirrored / multi-worker strategies).
+
+:func:`make_distribution` picks one from the ``--strategy`` flag.
 """
+import contextlib
+import os
+import pickle
+
+import numpy as np
+
+STRATEGIES = ("auto", "default", "horovod", "mirrored", "multi_worker")
+
+# Set by horovodrun (gloo and MPI launchers) and by mpirun (Open MPI) in every rank.
+_LAUNCHER_RANK_VARIABLES = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 
 
 class SingleProcess:
@@ -21,11 +38,34 @@ class SingleProcess:
 
     @property
     def num_shards(self):
+        """How many disjoint parts the input files are split into."""
         return self.size
 
     @property
     def shard_index(self):
+        """Which part of the input files this process reads."""
         return self.rank
+
+    @property
+    def syncs_batch_norm(self):
+        """Whether ``BatchNormalization(synchronized=True)`` averages over all replicas."""
+        return True
+
+    def scope(self):
+        """Context in which the model, optimizer, EMA and train step are built."""
+        return contextlib.nullcontext()
+
+    def distribute_dataset(self, dataset):
+        """The training dataset as the train step's iterator expects it."""
+        return dataset
+
+    def run(self, fn, *args):
+        """Runs the per-replica part of a step; returns its (replica-averaged) outputs."""
+        return fn(*args)
+
+    def prepare_optimizer(self, optimizer):
+        """Adapts a freshly built optimizer to this back-end (identity here)."""
+        return optimizer
 
     def allreduce_gradients(self, gradients):
         """Averages gradients across replicas (called once per optimizer step)."""
@@ -39,9 +79,66 @@ class SingleProcess:
         """Concatenates tensors from every replica along axis 0."""
         return value
 
+    def allgather_object(self, obj):
+        """A list with every process's picklable ``obj``, in rank order."""
+        if self.num_shards == 1:
+            return [obj]
+        data = pickle.dumps(obj)
+        # Sent as int64 words: every back-end gathers int64 (not all gather uint8).
+        words = np.frombuffer(data + b"\0" * (-len(data) % 8), dtype=np.int64)
+        lengths = np.asarray(self.allgather(np.asarray([len(data)], np.int64))).tolist()
+        gathered = np.asarray(self.allgather(words)).tobytes()
+        objects, start = [], 0
+        for length in lengths:
+            objects.append(pickle.loads(gathered[start:start + length]))
+            start += length + (-length % 8)
+        return objects
+
     def broadcast_variables(self, variables):
         """Copies rank 0's values into ``variables`` on every replica."""
         del variables
 
     def barrier(self):
         """Waits for every replica."""
+
+
+def launched_by_horovodrun():
+    """True in a process started by ``horovodrun`` / ``mpirun``."""
+    return any(name in os.environ for name in _LAUNCHER_RANK_VARIABLES)
+
+
+def make_distribution(strategy="auto", fp16_allreduce=False):
+    """Builds the distribution back-end named by ``--strategy``.
+
+    Args:
+        strategy: ``auto`` (Horovod when launched by ``horovodrun``, else a single
+            process), ``default`` (single process), ``horovod``, ``mirrored``
+            (all local GPUs) or ``multi_worker`` (cluster from ``TF_CONFIG``).
+        fp16_allreduce: Horovod only: send gradients as float16.
+
+    Returns:
+        An object with the :class:`SingleProcess` interface.
+
+    Raises:
+        ValueError: unknown ``strategy``, or a setting that cannot work (see message).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Unknown --strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
+    if strategy == "auto":
+        strategy = "horovod" if launched_by_horovodrun() else "default"
+    if fp16_allreduce and strategy != "horovod":
+        raise ValueError("--fp16_allreduce compresses Horovod's allreduce; run under horovodrun "
+                         "(or --strategy horovod), or drop the flag.")
+    if strategy == "default":
+        return SingleProcess()
+    if strategy == "horovod":
+        from common.training.horovod_distribution import HorovodDistribution
+
+        return HorovodDistribution(fp16_allreduce=fp16_allreduce)
+    if launched_by_horovodrun():
+        raise ValueError(f"--strategy {strategy} was launched by horovodrun/mpirun, which starts one "
+                         "process per GPU; start it with plain python (one process per machine) "
+                         "or use --strategy horovod.")
+    from common.training import tf_distribute
+
+    return tf_distribute.mirrored() if strategy == "mirrored" else tf_distribute.multi_worker()

@@ -127,7 +127,7 @@ def train(config, options=None, distribution=None):
                      weight_decay_exclude=train_cfg.weight_decay_exclude)
     state = CheckpointState(runtime.model_dir, model, optimizer, ema,
                             max_to_keep=runtime.keep_checkpoint_max,
-                            is_chief=distribution.is_chief)
+                            is_chief=distribution.is_chief, step=step.global_step)
     if options.resume and has_checkpoint:
         state.restore_latest()
     elif options.init_checkpoint:

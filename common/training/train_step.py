@@ -60,6 +60,9 @@ class TrainStep:
         # only at log points, so the step never forces a device sync).
         self.nonfinite_streak = tf.Variable(0, dtype=tf.int64, trainable=False,
                                             name="nonfinite_streak")
+        # Steps run, including those the loss scaler skipped (the optimizer's own
+        # ``iterations`` counts only applied updates and drives the LR schedule).
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.optimizer.build(self.variables)
         self._gradients = tf.function(self._forward_backward, jit_compile=self.use_xla,
                                       reduce_retracing=True)
@@ -96,6 +99,7 @@ class TrainStep:
         self.optimizer.apply(accumulated, self.variables)
         if self.ema is not None:
             self.ema.update()
+        self.global_step.assign_add(1)
         finite = tf.math.is_finite(losses["total_loss"])
         self.nonfinite_streak.assign(
             tf.where(finite, tf.constant(0, tf.int64), self.nonfinite_streak + 1))

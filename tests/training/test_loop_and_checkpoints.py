@@ -42,7 +42,8 @@ def _setup(model_dir, poison=False):
     optimizer = build_optimizer("sgd", schedule, momentum=0.9)
     ema = ExponentialMovingAverage(model.weights, 0.9)
     step = TrainStep(model, Task(), optimizer, ema=ema)
-    state = CheckpointState(str(model_dir), model, optimizer, ema, max_to_keep=3)
+    state = CheckpointState(str(model_dir), model, optimizer, ema, max_to_keep=3,
+                            step=step.global_step)
     logger = MetricLogger(str(model_dir))
     loop = TrainingLoop(step, state, logger, STEPS_PER_EPOCH, 8, learning_rate_fn=schedule,
                         log_every_n_steps=2)

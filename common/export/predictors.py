@@ -1,0 +1,156 @@
+"""One calling convention for every form of a model: wrapper, SavedModel, TFLite, ONNX.
+
+A predictor maps uint8 images ``[B, H, W, 3]`` (NumPy) to a dict of NumPy
+outputs named as the wrapper names them (``detection_boxes`` …, or ``logits``
+…). ``raw`` maps normalized float images to the raw network outputs where the
+format has them. ``infer`` and ``benchmark`` use these, and so do the tests.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+
+def _numpy(outputs):
+    return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+class KerasPredictor:
+    """An in-memory :class:`common.export.module.InferenceModule`.
+
+    Args:
+        module: the wrapper.
+        jit_compile: compile the network part with XLA.
+    """
+
+    kind = "keras"
+
+    def __init__(self, module, jit_compile=False):
+        self.module = module
+        self.image_size = module.image_size
+        self.task = module.task
+        self.network_fn = tf.function(module.raw_outputs, jit_compile=jit_compile)
+
+        @tf.function
+        def end_to_end(images):
+            normalized, side_info = module.preprocess_batch(images)
+            return module.postprocess(self.network_fn(normalized), side_info)
+
+        self.end_to_end_fn = end_to_end
+
+    def __call__(self, images):
+        return _numpy(self.end_to_end_fn(tf.convert_to_tensor(images)))
+
+    def raw(self, normalized):
+        return _numpy(self.network_fn(tf.convert_to_tensor(normalized, tf.float32)))
+
+
+class SavedModelPredictor:
+    """A SavedModel written by :func:`common.export.saved_model.export_saved_model`."""
+
+    kind = "saved_model"
+
+    def __init__(self, export_dir):
+        from common.export.saved_model import load_saved_model
+
+        self.loaded = load_saved_model(export_dir)
+        signatures = self.loaded.signatures
+        self.end_to_end_fn = signatures["serving_default"]
+        self.encoded_fn = signatures["serve_encoded"]
+        self.network_fn = signatures["raw_outputs"]
+        spec = self.network_fn.structured_input_signature[1]["normalized_images"]
+        self.image_size = tuple(spec.shape[1:3])
+        keys = set(self.end_to_end_fn.structured_outputs)
+        self.task = "detection" if "detection_boxes" in keys else "classification"
+
+    def __call__(self, images):
+        return _numpy(self.end_to_end_fn(images=tf.convert_to_tensor(images, tf.uint8)))
+
+    def predict_encoded(self, encoded):
+        return _numpy(self.encoded_fn(encoded_images=tf.constant(list(encoded))))
+
+    def raw(self, normalized):
+        return _numpy(self.network_fn(normalized_images=tf.convert_to_tensor(normalized,
+                                                                             tf.float32)))
+
+
+class TFLitePredictor:
+    """A TFLite file written by ``model_inspect.py --runmode tflite``.
+
+    Its input is uint8 ``[B, h, w, 3]`` at the network size. A file without
+    post-processing (an int8 detector, or ``--noinclude_postprocess``) returns
+    raw outputs; given ``postprocess_module`` (the wrapper of the same config),
+    the predictor applies its post-processing in TensorFlow so that callers get
+    final outputs either way.
+
+    Args:
+        model: path of a ``.tflite`` file or its bytes.
+        postprocess_module: optional wrapper whose ``postprocess`` to apply.
+        num_threads: interpreter threads (None: TFLite's default).
+    """
+
+    kind = "tflite"
+
+    def __init__(self, model, postprocess_module=None, num_threads=None):
+        if isinstance(model, (str, os.PathLike)):
+            if not os.path.isfile(model):
+                raise FileNotFoundError(f"TFLite file {str(model)!r} does not exist.")
+            self.interpreter = tf.lite.Interpreter(model_path=str(model), num_threads=num_threads)
+        else:
+            self.interpreter = tf.lite.Interpreter(model_content=bytes(model),
+                                                   num_threads=num_threads)
+        self.postprocess_module = postprocess_module
+        detail = self.interpreter.get_input_details()[0]
+        self.image_size = tuple(int(s) for s in detail["shape_signature"][1:3])
+        self._batch = None
+        self.runner = None
+        keys = set(self.interpreter.get_signature_list()["serving_default"]["outputs"])
+        self.returns_raw = not ({"detection_boxes", "probabilities"} & keys)
+        raw_task = "detection" if any(k.startswith("class_outputs") for k in keys) else None
+        self.task = "detection" if "detection_boxes" in keys or raw_task else "classification"
+
+    def _run(self, images):
+        images = np.asarray(images, np.uint8)
+        if self._batch != images.shape[0]:
+            index = self.interpreter.get_input_details()[0]["index"]
+            self.interpreter.resize_tensor_input(index, list(images.shape), strict=False)
+            self.interpreter.allocate_tensors()
+            self.runner = self.interpreter.get_signature_runner("serving_default")
+            self._batch = images.shape[0]
+        # Copies: views into interpreter buffers would block the next resize.
+        return {k: np.array(v, copy=True) for k, v in self.runner(images=images).items()}
+
+    def __call__(self, images):
+        outputs = self._run(images)
+        if self.returns_raw and self.postprocess_module is not None:
+            side_info = tf.ones([np.shape(images)[0]], tf.float32)  # network-size input: scale 1
+            outputs = _numpy(self.postprocess_module.postprocess(
+                {k: tf.constant(v) for k, v in outputs.items()}, side_info))
+        return outputs
+
+    def raw(self, images):
+        """Raw outputs of a file without post-processing, for uint8 network-size images."""
+        if not self.returns_raw:
+            raise ValueError("This TFLite file includes post-processing; it has no raw outputs.")
+        return self._run(images)
+
+
+class OnnxPredictor:
+    """An ONNX file written by ``model_inspect.py --runmode onnx`` (onnxruntime, CPU)."""
+
+    kind = "onnx"
+
+    def __init__(self, path):
+        import onnxruntime
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX file {path!r} does not exist.")
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, images):
+        values = self.session.run(None, {self.input_name: np.asarray(images, np.uint8)})
+        return dict(zip(self.output_names, values))

@@ -1,0 +1,103 @@
+"""Learning checks: the models really learn on the sample data (CPU, small sizes)."""
+import pathlib
+
+import pytest
+
+from common.config import load_config
+from common.training.runner import RunOptions, evaluate, train
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
+
+
+def _detection_config(sample_data, model_dir, *extra):
+    return load_config(str(CONFIGS / "quickstart-detection.yaml"), overrides=[
+        f"data.train_file_pattern={sample_data['train_file_pattern']}",
+        f"data.val_file_pattern={sample_data['val_file_pattern']}",
+        f"data.val_json_file={sample_data['val_json']}",
+        f"model.num_classes={sample_data['num_classes']}",
+        f"runtime.model_dir={model_dir}",
+        *extra,
+    ])
+
+
+def _classification_config(sample_data, model_dir, *extra):
+    return load_config(str(CONFIGS / "quickstart-classification.yaml"), overrides=[
+        f"data.train_file_pattern={sample_data['classification_train_file_pattern']}",
+        f"data.val_file_pattern={sample_data['classification_val_file_pattern']}",
+        f"model.num_classes={sample_data['classification_num_classes']}",
+        f"runtime.model_dir={model_dir}",
+        *extra,
+    ])
+
+
+@pytest.mark.slow
+def test_efficientdet_d0_learns_the_sample_dataset(sample_data, tmp_path):
+    config = _detection_config(sample_data, tmp_path)
+    result = train(config, RunOptions(eval_during_training=False))
+    assert result["steps"] == 8 * result["steps_per_epoch"]
+    history = result["history"]
+    assert history[-1]["cls_loss"] < 0.6 * history[0]["cls_loss"]
+    metrics = evaluate(config)  # latest checkpoint, EMA weights
+    assert metrics["AP50"] > 0.15, metrics
+    assert metrics["AP"] > 0.05, metrics
+    assert (tmp_path / "detections.json").is_file() and (tmp_path / "eval_results.json").is_file()
+
+
+@pytest.mark.slow
+def test_efficientnetv2_learns_the_sample_classes(sample_data, tmp_path):
+    config = _classification_config(sample_data, tmp_path)
+    result = train(config, RunOptions(eval_during_training=True))
+    chance = 1.0 / sample_data["classification_num_classes"]
+    assert result["eval"]["top1"] > chance + 0.2, result["eval"]
+    assert (tmp_path / "best").is_dir()
+
+
+@pytest.mark.slow
+def test_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
+    config = _classification_config(
+        sample_data, tmp_path, "runtime.use_xla=true", "runtime.mixed_precision=true",
+        "train.steps_per_epoch=2", "train.num_epochs=1", "model.progressive.n_stages=1",
+        "train.batch_size=8")
+    result = train(config)
+    assert result["steps"] == 2 and result["epochs"] == 1
+    assert all(float(v) == float(v) for v in result["history"][-1].values())  # no NaN
+
+
+@pytest.mark.slow
+def test_detector_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
+    config = _detection_config(sample_data, tmp_path, "runtime.use_xla=true",
+                               "runtime.mixed_precision=true", "train.steps_per_epoch=2",
+                               "train.num_epochs=1")
+    result = train(config)
+    assert result["steps"] == 2
+    assert result["history"][-1]["total_loss"] > 0
+
+
+def test_grad_accumulation_counts_optimizer_steps(sample_data, tmp_path):
+    config = _detection_config(sample_data, tmp_path, "train.grad_accum_steps=2",
+                               "train.steps_per_epoch=2", "train.num_epochs=1",
+                               "train.batch_size=2")
+    result = train(config)
+    assert result["steps"] == 2
+
+
+def test_existing_model_dir_needs_resume(sample_data, tmp_path):
+    from common.config import ConfigError
+
+    config = _detection_config(sample_data, tmp_path, "train.steps_per_epoch=1",
+                               "train.num_epochs=1", "train.batch_size=2")
+    train(config)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config)
+    resumed = train(load_config(str(tmp_path / "config.yaml"),
+                                overrides=["train.num_epochs=2"]), RunOptions(resume=True))
+    assert resumed["steps"] == 2 and resumed["epochs"] == 2
+
+
+def test_missing_data_is_one_clear_error(tmp_path):
+    from common.config import ConfigError
+
+    config = load_config(str(CONFIGS / "quickstart-detection.yaml"), overrides=[
+        f"data.train_file_pattern={tmp_path}/nothing-*.tfrecord", f"runtime.model_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="matches no files"):
+        train(config)
