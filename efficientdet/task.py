@@ -28,7 +28,7 @@ class DetectionTask:
     def compute_loss(self, outputs, labels):
         """Args: network outputs dict, labels with per-level targets. Returns float32 scalars."""
         loss = self.config.loss
-        return detection_loss(
+        losses = detection_loss(
             outputs["class_outputs"],
             outputs["box_outputs"],
             labels,
@@ -42,6 +42,10 @@ class DetectionTask:
             iou_loss_weight=loss.iou_loss_weight,
             anchor_boxes=self.anchor_boxes if loss.iou_loss_type else None,
         )
+        if "num_dropped_boxes" in labels:
+            # Boxes the random crop removed, logged so the loss is never silent about them.
+            losses["dropped_boxes"] = tf.reduce_sum(tf.cast(labels["num_dropped_boxes"], tf.float32))
+        return losses
 
     def detect(self, outputs, image_scales=None):
         """Raw outputs → detections in original-image pixels (config's NMS settings)."""
