@@ -13,8 +13,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-horovod.txt
 	$(PY) -m pip install -r requirements-test.txt
+	scripts/install_horovod.sh $(PY)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -136,9 +136,9 @@ def make_distribution(strategy="auto", fp16_allreduce=False):
 
         return HorovodDistribution(fp16_allreduce=fp16_allreduce)
     if launched_by_horovodrun():
-        raise ValueError(f"--strategy {strategy} was launched by horovodrun/mpirun, which starts one "
-                         "process per GPU; start it with plain python (one process per machine) "
-                         "or use --strategy horovod.")
+        raise ValueError(f"--strategy {strategy} was launched by horovodrun/mpirun, which starts "
+                         "one process per GPU; start it with plain python (one process per "
+                         "machine) or use --strategy horovod.")
     from common.training import tf_distribute
 
     return tf_distribute.mirrored() if strategy == "mirrored" else tf_distribute.multi_worker()

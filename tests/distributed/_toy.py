@@ -1,0 +1,110 @@
+"""A tiny regression problem shared by the distributed tests and their worker scripts.
+
+No batch norm and a mean loss, so N replicas each averaging gradients over
+``batch`` examples equal one replica over ``N * batch`` examples up to float
+rounding. The clipping threshold binds on some steps only, so a back-end that
+clips before reducing, or sums gradients twice, changes the result.
+"""
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common.training.ema import ExponentialMovingAverage
+from common.training.optimizers import build_optimizer
+from common.training.train_step import TrainStep
+
+FEATURES, OUTPUTS = 5, 3
+PER_REPLICA_BATCH = 4
+STEPS = 4
+CLIP_NORM = 2.0
+SEED = 100  # initialization of the reference run and of rank 0
+
+
+class MeanSquaredTask:
+    """Mean squared error: a mean over the batch."""
+
+    def compute_loss(self, outputs, labels):
+        loss = tf.reduce_mean(tf.square(tf.cast(outputs, tf.float32) - labels))
+        return {"total_loss": loss, "mse": loss}
+
+
+def build(seed, grad_accum_steps=1, distribution=None):
+    """Model, optimizer, EMA and TrainStep, built under the distribution's scope.
+
+    Returns:
+        ``(model, optimizer, ema, train_step)``.
+    """
+    keras.utils.set_random_seed(seed)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        model = keras.Sequential([
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(8, activation="tanh", name="hidden"),
+            keras.layers.Dense(OUTPUTS, name="out"),
+        ])
+        optimizer = build_optimizer("sgd", 0.2, momentum=0.9, clip_norm=CLIP_NORM)
+        ema = ExponentialMovingAverage(model.weights, decay=0.9)
+        step = TrainStep(model, MeanSquaredTask(), optimizer, ema=ema, distribution=distribution,
+                         grad_accum_steps=grad_accum_steps, weight_decay=1e-3,
+                         weight_decay_exclude=r".*bias.*")
+    return model, optimizer, ema, step
+
+
+def global_data(num_replicas, grad_accum_steps=1):
+    """All examples of all steps: ``(x, y)`` with ``STEPS * global_batch`` rows."""
+    rows = STEPS * num_replicas * grad_accum_steps * PER_REPLICA_BATCH
+    rng = np.random.RandomState(7)
+    x = rng.normal(size=(rows, FEATURES)).astype("float32")
+    y = (rng.normal(size=(rows, OUTPUTS)) * 2.0).astype("float32")
+    return x, y
+
+
+def replica_rows(replica, num_replicas, grad_accum_steps=1):
+    """Row indices replica ``replica`` consumes, in order: its slice of every global batch."""
+    per_step = num_replicas * grad_accum_steps * PER_REPLICA_BATCH
+    per_replica = grad_accum_steps * PER_REPLICA_BATCH
+    return np.concatenate([
+        np.arange(s * per_step + replica * per_replica, s * per_step + (replica + 1) * per_replica)
+        for s in range(STEPS)])
+
+
+def replica_dataset(replica, num_replicas, grad_accum_steps=1):
+    """This replica's micro-batches of ``PER_REPLICA_BATCH`` examples."""
+    x, y = global_data(num_replicas, grad_accum_steps)
+    rows = replica_rows(replica, num_replicas, grad_accum_steps)
+    return tf.data.Dataset.from_tensor_slices((x[rows], y[rows])).batch(PER_REPLICA_BATCH)
+
+
+def reference_weights(num_replicas, grad_accum_steps=1):
+    """One process on the combined batch (``num_replicas * accum * batch`` examples per step).
+
+    Returns:
+        ``{"weights": [...], "ema": [...]}`` as NumPy arrays.
+    """
+    model, _, ema, step = build(seed=SEED)
+    x, y = global_data(num_replicas, grad_accum_steps)
+    batch = num_replicas * grad_accum_steps * PER_REPLICA_BATCH
+    iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch))
+    for _ in range(STEPS):
+        step.run(iterator)
+    return snapshot(model, ema)
+
+
+def snapshot(model, ema):
+    """Current model weights and EMA shadows as NumPy arrays."""
+    return {"weights": [np.asarray(v) for v in model.weights],
+            "ema": [np.asarray(s) for s in ema.shadows]}
+
+
+def save_npz(path, snap):
+    arrays = {f"w{i}": w for i, w in enumerate(snap["weights"])}
+    arrays.update({f"e{i}": e for i, e in enumerate(snap["ema"])})
+    np.savez(path, **arrays)
+
+
+def load_npz(path):
+    data = np.load(path)
+    count = len([k for k in data.files if k.startswith("w")])
+    return {"weights": [data[f"w{i}"] for i in range(count)],
+            "ema": [data[f"e{i}"] for i in range(count)]}
