@@ -1,11 +1,31 @@
-"""Inspect a model: parameter and multiply-add counts (``--runmode stats``).
+"""Inspect, export, run and time a model (the flags automl's model_inspect.py users know).
 
+    # parameters and multiply-adds
     python model_inspect.py --runmode stats --model_name efficientdet-d0
-    python model_inspect.py --runmode stats --model_name efficientnetv2-s --hparams image_size=384
+    # SavedModel: serving_default (uint8 [B,H,W,3], dynamic batch), serve_encoded, raw_outputs
+    python model_inspect.py --runmode saved_model --model_name efficientdet-d0 \
+        --ckpt_path efficientdet-d0/ --export_dir /tmp/d0_savedmodel
+    # TFLite (builtin ops only), fp32 / fp16 / int8 (calibrated on --file_pattern TFRecords)
+    python model_inspect.py --runmode tflite --quantize int8 --ckpt_path ... \
+        --file_pattern 'data/val-*.tfrecord' --export_dir /tmp/d0_tflite
+    # ONNX (tf2onnx; raw outputs unless --include_postprocess with hard NMS)
+    python model_inspect.py --runmode onnx --ckpt_path ... --export_dir /tmp/d0_onnx
+    # annotated images
+    python model_inspect.py --runmode infer --ckpt_path ... --input_image 'imgs/*.jpg' \
+        --output_image_dir /tmp/out --min_score_thresh 0.4 --label_map coco
+    # timings (network vs end to end; --benchmark_variants fp32,amp,xla,amp+xla)
+    python model_inspect.py --runmode benchmark --batch_sizes 1,8 --output_json bench.json
 
-Export, inference and benchmark run modes are added by the export work.
+``--saved_model_dir`` runs ``infer`` / ``benchmark`` on an exported SavedModel and
+``--tflite_path`` runs ``benchmark`` on a TFLite file instead of a checkpoint.
+TFLite and ONNX files take uint8 images of exactly the network size. An int8
+TFLite detector carries no NMS (TensorFlow 2.18's int8 calibrator crashes on
+its loop): it returns the raw head outputs (see :mod:`common.export.tflite`).
+Errors a user can cause (paths, images, configs, checkpoints, impossible
+exports) end with one message and exit code 2.
 """
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -13,11 +33,41 @@ from absl import app, flags, logging
 from common.config import ConfigError, build_network, load_config
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("runmode", "stats", ["stats"], "What to do.")
-flags.DEFINE_string("model_name", "efficientdet-d0", "Model to inspect.")
+RUNMODES = ["stats", "saved_model", "tflite", "onnx", "infer", "benchmark"]
+flags.DEFINE_enum("runmode", "stats", RUNMODES, "What to do.")
+flags.DEFINE_string("model_name", None, "Model to inspect (default: the config's, else "
+                    "efficientdet-d0).")
 flags.DEFINE_string("config", None, "Optional YAML recipe from configs/.")
 flags.DEFINE_string("hparams", None, "Comma-separated overrides, e.g. 'image_size=640x384'.")
-flags.DEFINE_string("output_json", None, "Also write the numbers to this JSON file.")
+flags.DEFINE_string("ckpt_path", None, "Training model dir / prefix, or an official checkpoint.")
+flags.DEFINE_bool("use_ema", True, "Load the moving-average weights when present.")
+flags.DEFINE_string("export_dir", None, "Output directory of saved_model / tflite / onnx.")
+flags.DEFINE_string("saved_model_dir", None, "Run infer / benchmark on this exported SavedModel "
+                    "(its config.yaml is used unless --config is given).")
+flags.DEFINE_string("tflite_path", None, "tflite: output file; benchmark: TFLite file to time.")
+flags.DEFINE_string("onnx_path", None, "onnx: output file (default EXPORT_DIR/MODEL.onnx).")
+flags.DEFINE_enum("quantize", "none", ["none", "fp16", "int8"], "TFLite quantization.")
+flags.DEFINE_bool("include_postprocess", None,
+                  "Put NMS / softmax in the TFLite or ONNX file (default: TFLite yes, ONNX no).")
+flags.DEFINE_string("file_pattern", None, "TFRecords for int8 calibration, e.g. 'val-*.tfrecord'.")
+flags.DEFINE_integer("num_calibration_steps", 20, "Images used for int8 calibration.")
+flags.DEFINE_string("input_image", None, "Image file or glob (infer; int8 calibration; benchmark).")
+flags.DEFINE_string("output_image_dir", None, "infer: where annotated images are written.")
+flags.DEFINE_string("label_map", None, "'coco' or a yaml / json / txt id→name file.")
+flags.DEFINE_float("min_score_thresh", 0.4, "infer: smallest score drawn.")
+flags.DEFINE_integer("max_boxes_to_draw", 100, "infer: most boxes drawn per image.")
+flags.DEFINE_integer("batch_size", None,
+                     "benchmark: a single batch size (overrides --batch_sizes).")
+flags.DEFINE_string("batch_sizes", "1,8", "benchmark: comma-separated batch sizes.")
+flags.DEFINE_integer("warmup_runs", 5, "benchmark: untimed calls per row.")
+flags.DEFINE_integer("bench_runs", 20, "benchmark: timed calls per row.")
+flags.DEFINE_bool("amp", False, "benchmark: mixed_float16 network.")
+flags.DEFINE_bool("use_xla", False, "benchmark: XLA-compile the network.")
+flags.DEFINE_string("benchmark_variants", None,
+                    "benchmark: compare several of fp32,amp,xla,amp+xla "
+                    "(overrides --amp / --use_xla).")
+flags.DEFINE_string("output_json", None,
+                    "Also write the results (stats, infer, benchmark, tflite).")
 
 
 def model_stats(config):
@@ -39,20 +89,167 @@ def model_stats(config):
     }
 
 
-def main(argv):
-    try:
-        config = load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams)
-    except ConfigError as error:
-        logging.error("%s", error)
-        sys.exit(2)
+def _write_json(data):
+    if FLAGS.output_json:
+        with open(FLAGS.output_json, "w") as handle:
+            json.dump(data, handle, indent=2)
+        logging.info("Wrote %s", FLAGS.output_json)
+
+
+def _module(config, mixed_precision=False):
+    from common.export.factory import build_inference_module
+
+    return build_inference_module(config, FLAGS.ckpt_path, FLAGS.use_ema, mixed_precision)
+
+
+def _require(flag_name):
+    from common.export.errors import ExportError
+
+    if not getattr(FLAGS, flag_name):
+        raise ExportError(f"--runmode {FLAGS.runmode} needs --{flag_name}.")
+    return getattr(FLAGS, flag_name)
+
+
+def run_stats(config):
     stats = model_stats(config)
     width = max(len(k) for k in stats)
     for key, value in stats.items():
         shown = f"{value:,}" if isinstance(value, int) else value
         print(f"{key:<{width}}  {shown}")
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as handle:
-            json.dump(stats, handle, indent=2)
+    _write_json(stats)
+
+
+def run_saved_model(config):
+    from common.export.saved_model import export_saved_model
+
+    export_dir = _require("export_dir")
+    export_saved_model(_module(config), export_dir, config)
+    print(f"SavedModel written to {export_dir} (signatures: serving_default [uint8 images], "
+          "serve_encoded [JPEG/PNG strings], raw_outputs [normalized images])")
+
+
+def _default_path(config, extension, suffix=""):
+    return os.path.join(_require("export_dir"), f"{config.model.name}{suffix}.{extension}")
+
+
+def run_tflite(config):
+    from common.export import tflite
+
+    module = _module(config)
+    samples = None
+    if FLAGS.quantize == "int8":
+        samples = tflite.representative_images(module.image_size, FLAGS.file_pattern,
+                                               FLAGS.input_image, FLAGS.num_calibration_steps)
+    include = True if FLAGS.include_postprocess is None else FLAGS.include_postprocess
+    flatbuffer = tflite.convert_to_tflite(module, FLAGS.quantize, samples, include)
+    suffix = "" if FLAGS.quantize == "none" else f"_{FLAGS.quantize}"
+    path = FLAGS.tflite_path or _default_path(config, "tflite", suffix)
+    tflite.write_tflite(flatbuffer, path)
+    ops = tflite.op_counts(flatbuffer)
+    non_builtin = sorted(op for op in ops if op.startswith(("CUSTOM", "Flex")))
+    with_post = tflite.includes_postprocess(module, FLAGS.quantize, include)
+    print(f"TFLite ({FLAGS.quantize}) written to {path}: {len(flatbuffer) / 2**20:.2f} MiB, "
+          f"post-processing {'included' if with_post else 'NOT included (raw outputs)'}")
+    print("ops: " + ", ".join(f"{name} x{count}" for name, count in sorted(ops.items())))
+    if non_builtin:
+        raise tflite.ExportError(f"Non-builtin ops in the TFLite model: {non_builtin}.")
+    _write_json({"path": path, "bytes": len(flatbuffer), "quantize": FLAGS.quantize,
+                 "ops": dict(sorted(ops.items()))})
+
+
+def run_onnx(config):
+    from common.export.onnx_export import export_onnx
+
+    include = bool(FLAGS.include_postprocess)
+    path = export_onnx(_module(config), FLAGS.onnx_path or _default_path(config, "onnx"), include)
+    print(f"ONNX written to {path} ({os.path.getsize(path) / 2**20:.2f} MiB, "
+          f"{'final' if include else 'raw'} outputs; input: uint8 images at the network size)")
+
+
+def _predictor(config):
+    from common.export.predictors import KerasPredictor, SavedModelPredictor
+
+    if FLAGS.saved_model_dir:
+        return SavedModelPredictor(FLAGS.saved_model_dir)
+    return KerasPredictor(_module(config))
+
+
+def run_infer(config):
+    from common.export.infer import annotate, load_inputs
+    from common.export.label_map import load_label_map
+
+    output_dir = _require("output_image_dir")
+    detection = config.task == "detection"
+    coco = detection and config.model.num_classes == 90
+    label_spec = FLAGS.label_map or ("coco" if coco else None)
+    label_map = load_label_map(label_spec, first_id=1 if detection else 0)
+    files, images = load_inputs(FLAGS.input_image)  # bad inputs fail before the model is built
+    records = annotate(_predictor(config), files, images, output_dir, label_map,
+                       FLAGS.min_score_thresh, FLAGS.max_boxes_to_draw)
+    for record in records:
+        print(f"{record['input']} -> {record['output']} ({record['drawn']} drawn)")
+    _write_json(records)
+
+
+def run_benchmark(config):
+    from common.export import benchmark, benchmark_targets
+    from common.export.infer import list_images, read_image
+
+    batch_sizes = benchmark_targets.parse_batch_sizes(
+        str(FLAGS.batch_size) if FLAGS.batch_size else FLAGS.batch_sizes)
+    image = read_image(list_images(FLAGS.input_image)[0]) if FLAGS.input_image else None
+    if FLAGS.tflite_path:
+        post = _module(config) if config.task == "detection" else None
+        targets, fmt = benchmark_targets.tflite_targets(FLAGS.tflite_path, post), "tflite"
+    elif FLAGS.saved_model_dir:
+        targets = benchmark_targets.saved_model_targets(FLAGS.saved_model_dir, image)
+        fmt = "saved_model"
+    else:
+        if FLAGS.benchmark_variants:
+            variants = benchmark_targets.parse_variants(FLAGS.benchmark_variants)
+        else:
+            variants = ["+".join(v for v, on in (("amp", FLAGS.amp), ("xla", FLAGS.use_xla)) if on)
+                        or "fp32"]
+        targets = benchmark_targets.keras_targets(lambda amp: _module(config, amp), variants, image)
+        fmt = "keras"
+    print("Methodology: " + benchmark.METHODOLOGY)
+    results = benchmark.run_benchmarks(targets, batch_sizes, FLAGS.warmup_runs, FLAGS.bench_runs)
+    print(benchmark.format_table(results))
+    _write_json(benchmark.report(results, model_name=config.model.name, format=fmt,
+                                 image_size=list(config.model.image_size),
+                                 batch_sizes=batch_sizes,
+                                 checkpoint=FLAGS.ckpt_path or FLAGS.saved_model_dir
+                                 or FLAGS.tflite_path))
+
+
+def _user_errors():
+    from common.checkpoints import CheckpointError
+    from common.export.infer import ImageReadError
+    from common.export.label_map import LabelMapError
+    from common.export.errors import ExportError
+
+    return (ConfigError, CheckpointError, ExportError, ImageReadError, LabelMapError,
+            FileNotFoundError)
+
+
+def _config_file():
+    """--config, else the config.yaml written beside an exported SavedModel."""
+    if FLAGS.config or not FLAGS.saved_model_dir:
+        return FLAGS.config
+    from common.export.saved_model import saved_model_config_path
+
+    path = saved_model_config_path(FLAGS.saved_model_dir)
+    return path if os.path.isfile(path) else None
+
+
+def main(argv):
+    del argv
+    try:
+        config = load_config(_config_file(), FLAGS.model_name, FLAGS.hparams)
+        globals()[f"run_{FLAGS.runmode}"](config)
+    except _user_errors() as error:
+        logging.error("%s", error)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

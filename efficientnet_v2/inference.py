@@ -2,18 +2,17 @@
 
 The evaluation preprocessing of the official EfficientNetV2 code (Tan & Le
 2021, §5.1) as a wrapper around the pure classifier (DESIGN.md: networks are
-never subclassed):
+never subclassed), built from the shared functions of
+:mod:`dataset.preprocessing`:
 
-1. **center crop** (when enabled): the central region with the network's
-   aspect ratio and ``min(h, w) / (min(h, w) + 32)`` of the largest such
-   region — for a square network size ``n`` that is a square of side
-   ``n / (n + 32) · min(H, W)``, truncated to whole pixels. The official V2
-   evaluation crops only below 320 pixels; the EfficientNet V1 evaluation
-   (``imagenet_mean_std``) always crops, with bicubic resizing;
-2. **resize** to the network size (not aspect-preserving; the crop already has
-   the right aspect);
-3. **normalize**: ``scale_128`` = ``(x - 128) / 128`` (V2) or
-   ``imagenet_mean_std`` = ``(x - mean) / std`` in 0–255 RGB units (V1).
+1. **center crop + resize** (:func:`dataset.preprocessing.center_crop`): the
+   central window of ``n / (n + 32)`` of the shorter side (``n`` = the
+   network's shorter side), with the network's aspect ratio, resized to the
+   network size. The official V2 evaluation crops only below 320 pixels and
+   simply resizes from 320 up; the EfficientNet V1 recipe
+   (``imagenet_mean_std``) always crops;
+2. **normalize** (:func:`dataset.preprocessing.normalize_classification_image`):
+   ``scale_128`` = ``(x - 128) / 128`` (V2) or ``imagenet_mean_std`` (V1).
 
 Outputs: ``logits [B, C]`` and ``probabilities [B, C]`` (softmax) float32,
 ``top_k_classes [B, k]`` int32 (0-based class ids, best first) and
@@ -23,64 +22,48 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from common.export.module import InferenceModule
+from common.export.module import InferenceModule, fold_batch, unfold_batch
+from dataset.preprocessing import (
+    CLASSIFICATION_METHODS,
+    center_crop,
+    normalize_classification_image,
+)
 
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
-IMAGENET_STDDEV_RGB = (58.395, 57.12, 57.375)
-CROP_PADDING = 32
-_NORMALIZATIONS = ("scale_128", "imagenet_mean_std")
-
-
-def center_crop_box(height, width, target_size, crop_padding=CROP_PADDING):
-    """Offset and size of the official evaluation center crop.
-
-    Args:
-        height, width: image size (int32 scalars or ints).
-        target_size: network ``(height, width)``.
-        crop_padding: the ``+ 32`` of ``n / (n + 32)``.
-
-    Returns:
-        int32 ``(offset_y, offset_x, crop_height, crop_width)``.
-    """
-    target_h, target_w = float(target_size[0]), float(target_size[1])
-    fraction = min(target_h, target_w) / (min(target_h, target_w) + crop_padding)
-    h = tf.cast(height, tf.float32)
-    w = tf.cast(width, tf.float32)
-    fit = tf.minimum(h / target_h, w / target_w)  # largest region with the network's aspect
-    crop_h = tf.maximum(tf.cast(fraction * fit * target_h, tf.int32), 1)
-    crop_w = tf.maximum(tf.cast(fraction * fit * target_w, tf.int32), 1)
-    offset_y = (tf.cast(height, tf.int32) - crop_h) // 2
-    offset_x = (tf.cast(width, tf.int32) - crop_w) // 2
-    return offset_y, offset_x, crop_h, crop_w
+NO_CROP_FROM = 320  # official V2 evaluation: no center crop at this size and above
 
 
-def classification_preprocess(images, target_size, normalization="scale_128", center_crop=None):
-    """Official eval preprocessing of ``[B, H, W, 3]`` or ``[H, W, 3]`` images (0–255).
+def uses_center_crop(image_size, normalization):
+    """The official crop rule (module docstring)."""
+    return normalization == "imagenet_mean_std" or min(image_size) < NO_CROP_FROM
+
+
+def classification_preprocess(images, image_size, normalization="scale_128", crop=None):
+    """Official eval preprocessing of ``[H, W, 3]`` or same-size ``[B, H, W, 3]`` images.
 
     Args:
-        images: RGB images of one size, any real dtype.
-        target_size: network ``(height, width)``.
+        images: RGB, values 0–255, any real dtype.
+        image_size: network ``(height, width)``.
         normalization: ``scale_128`` or ``imagenet_mean_std``.
-        center_crop: crop first; None = the official rule for ``normalization``.
+        crop: center-crop first; None = :func:`uses_center_crop`.
 
     Returns:
-        float32 ``[B, h, w, 3]`` (or ``[h, w, 3]``).
+        float32 ``[h, w, 3]`` (or ``[B, h, w, 3]``).
     """
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(f"normalization {normalization!r} must be one of {_NORMALIZATIONS} "
-                         "(model.preprocessing in the config).")
-    legacy = normalization == "imagenet_mean_std"
-    if center_crop is None:
-        center_crop = legacy or min(target_size) < 320
-    images = tf.cast(images, tf.float32)
-    if center_crop:
-        shape = tf.shape(images)
-        offset_y, offset_x, crop_h, crop_w = center_crop_box(shape[-3], shape[-2], target_size)
-        images = tf.image.crop_to_bounding_box(images, offset_y, offset_x, crop_h, crop_w)
-    images = tf.image.resize(images, target_size, method="bicubic" if legacy else "bilinear")
-    if legacy:
-        return (images - tf.constant(IMAGENET_MEAN_RGB)) / tf.constant(IMAGENET_STDDEV_RGB)
-    return (images - 128.0) / 128.0
+    if normalization not in CLASSIFICATION_METHODS:
+        raise ValueError(f"normalization {normalization!r} must be one of "
+                         f"{CLASSIFICATION_METHODS} (model.preprocessing in the config).")
+    if crop is None:
+        crop = uses_center_crop(image_size, normalization)
+    images = tf.convert_to_tensor(images)
+    batched = images.shape.rank == 4
+    pixels = fold_batch(images) if batched else images
+    if crop:
+        pixels = center_crop(pixels, image_size)
+    else:
+        pixels = tf.image.resize(tf.cast(pixels, tf.float32), tuple(image_size))
+    if batched:
+        pixels = unfold_batch(pixels, tf.shape(images)[0])
+    return normalize_classification_image(pixels, normalization)
 
 
 class ClassifierInference(InferenceModule):
@@ -99,8 +82,9 @@ class ClassifierInference(InferenceModule):
     def __init__(self, network, image_size, normalization="scale_128", center_crop=None, top_k=5,
                  name="classifier_inference"):
         super().__init__(network, image_size, name=name)
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(f"normalization {normalization!r} must be one of {_NORMALIZATIONS}.")
+        if normalization not in CLASSIFICATION_METHODS:
+            raise ValueError(f"normalization {normalization!r} must be one of "
+                             f"{CLASSIFICATION_METHODS}.")
         self.normalization = normalization
         self.center_crop = center_crop
         self.num_classes = int(network.outputs[0].shape[-1])

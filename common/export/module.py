@@ -23,6 +23,27 @@ class _Untracked:
         self.value = value
 
 
+def fold_batch(images: tf.Tensor) -> tf.Tensor:
+    """``[B, H, W, C]`` → ``[H, W, B * C]``.
+
+    The shared preprocessing (:mod:`dataset.preprocessing`) works on one image
+    ``[H, W, C]``; images of one batch share their size and so the resize / pad /
+    crop geometry, which treats channels independently. Folding the batch into
+    the channels applies that single implementation to the whole batch without
+    a per-image loop (a loop becomes a ``WHILE`` op, which TFLite's int8
+    calibrator cannot handle).
+    """
+    shape = tf.shape(images)
+    return tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [shape[1], shape[2], -1])
+
+
+def unfold_batch(folded: tf.Tensor, batch_size, channels: int = 3) -> tf.Tensor:
+    """Inverse of :func:`fold_batch`: ``[H, W, B * C]`` → ``[B, H, W, C]``."""
+    shape = tf.shape(folded)
+    unfolded = tf.reshape(folded, [shape[0], shape[1], batch_size, channels])
+    return tf.transpose(unfolded, [2, 0, 1, 3])
+
+
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
     """Decodes one JPEG / PNG / GIF / BMP string to uint8 ``[H, W, 3]`` (graph mode).
 

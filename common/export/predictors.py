@@ -8,6 +8,7 @@ format has them. ``infer`` and ``benchmark`` use these, and so do the tests.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -97,11 +98,12 @@ class TFLitePredictor:
         if isinstance(model, (str, os.PathLike)):
             if not os.path.isfile(model):
                 raise FileNotFoundError(f"TFLite file {str(model)!r} does not exist.")
-            self.interpreter = tf.lite.Interpreter(model_path=str(model), num_threads=num_threads)
-        else:
-            self.interpreter = tf.lite.Interpreter(model_content=bytes(model),
-                                                   num_threads=num_threads)
+            with open(model, "rb") as handle:
+                model = handle.read()
+        self.model_content = bytes(model)
+        self.num_threads = num_threads
         self.postprocess_module = postprocess_module
+        self.interpreter = self._new_interpreter()
         detail = self.interpreter.get_input_details()[0]
         self.image_size = tuple(int(s) for s in detail["shape_signature"][1:3])
         self._batch = None
@@ -111,15 +113,25 @@ class TFLitePredictor:
         raw_task = "detection" if any(k.startswith("class_outputs") for k in keys) else None
         self.task = "detection" if "detection_boxes" in keys or raw_task else "classification"
 
+    def _new_interpreter(self):
+        with warnings.catch_warnings():  # "use ai_edge_litert": tf.lite is what TF 2.18 ships
+            warnings.simplefilter("ignore", UserWarning)
+            return tf.lite.Interpreter(model_content=self.model_content,
+                                       num_threads=self.num_threads)
+
     def _run(self, images):
         images = np.asarray(images, np.uint8)
         if self._batch != images.shape[0]:
+            # A fresh interpreter per batch size: resizing one that has already run
+            # gave wrong outputs (TF 2.18, XNNPACK) for this model family.
+            self.runner = None
+            self.interpreter = self._new_interpreter()
             index = self.interpreter.get_input_details()[0]["index"]
             self.interpreter.resize_tensor_input(index, list(images.shape), strict=False)
             self.interpreter.allocate_tensors()
             self.runner = self.interpreter.get_signature_runner("serving_default")
             self._batch = images.shape[0]
-        # Copies: views into interpreter buffers would block the next resize.
+        # Copies: views into interpreter buffers would outlive the interpreter.
         return {k: np.array(v, copy=True) for k, v in self.runner(images=images).items()}
 
     def __call__(self, images):

@@ -1,0 +1,64 @@
+"""The EfficientNet(V2) inference wrapper: official eval crop / resize / normalization."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.config import load_config
+from common.export.factory import build_inference_module
+from dataset.preprocessing import preprocess_classification_image
+from efficientnet_v2.inference import (
+    ClassifierInference,
+    classification_preprocess,
+    uses_center_crop,
+)
+
+
+def test_official_crop_rule():
+    assert uses_center_crop((224, 224), "scale_128")
+    assert not uses_center_crop((384, 384), "scale_128")  # V2 eval: no crop from 320 up
+    assert uses_center_crop((384, 384), "imagenet_mean_std")  # V1 recipe always crops
+
+
+def test_batch_preprocessing_is_the_shared_single_image_one(make_images):
+    # A same-size batch goes through dataset.preprocessing in one pass (batch folded
+    # into channels); it must equal the per-image shared function.
+    images = make_images(3, 150, 200)
+    batch = classification_preprocess(images, (96, 96), "scale_128").numpy()
+    for i in range(3):
+        single = preprocess_classification_image(images[i], (96, 96), "scale_128").numpy()
+        np.testing.assert_allclose(batch[i], single, atol=1e-5)
+    # The crop keeps the centre: a crop of a crop-sized centre patch changes nothing
+    # but the border, so a constant-centre image stays constant after preprocessing.
+    centre = np.zeros((1, 150, 200, 3), np.uint8)
+    centre[:, 10:140, 40:160] = 200
+    np.testing.assert_allclose(classification_preprocess(centre, (96, 96)), (200 - 128) / 128)
+    # At 320 and above the official V2 evaluation only resizes.
+    big = classification_preprocess(images, (320, 320), "scale_128").numpy()
+    expected = (tf.image.resize(images.astype(np.float32), (320, 320)).numpy() - 128) / 128
+    np.testing.assert_allclose(big, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="scale_128"):
+        classification_preprocess(images, (96, 96), "bgr")
+
+
+def test_wrapper_gives_the_official_b0_logits(automl_fixtures):
+    fixtures = automl_fixtures / "effnetv2_b0"
+    config = load_config(model_name="efficientnetv2-b0", hparams="image_size=224")
+    module = build_inference_module(config, str(fixtures / "tf1_ema_ckpt"))
+    module.center_crop = False  # the fixture input is already the 224x224 network input
+    expected = np.load(fixtures / "outputs.npz")
+    out = module(np.load(fixtures / "input.npy"))
+    np.testing.assert_allclose(out["logits"].numpy(), expected["logits_pre128"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected["softmax_pre128"], atol=1e-5)
+    top = out["top_k_classes"].numpy()[0]
+    np.testing.assert_array_equal(top, np.argsort(-expected["logits_pre128"][0])[:5])
+    np.testing.assert_allclose(out["top_k_probabilities"].numpy()[0],
+                               np.sort(expected["softmax_pre128"][0])[::-1][:5], atol=1e-5)
+
+
+def test_top_k_is_capped_by_the_number_of_classes():
+    from efficientnet_v2.network import build_classifier
+
+    network = build_classifier("efficientnetv2-b0", num_classes=3, image_size=(32, 32))
+    module = ClassifierInference(network, (32, 32), top_k=5)
+    out = module(np.zeros((2, 40, 50, 3), np.uint8))
+    assert out["top_k_classes"].shape == (2, 3) and out["logits"].shape == (2, 3)

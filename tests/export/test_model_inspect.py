@@ -1,0 +1,124 @@
+"""model_inspect.py run modes, run as a user would (subprocesses)."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY_CLASSIFIER = ["--model_name", "efficientnetv2-b0", "--hparams", "num_classes=5,image_size=32"]
+
+
+def _run(*args):
+    result = subprocess.run([sys.executable, "model_inspect.py", *map(str, args)], cwd=REPO,
+                            capture_output=True, text=True, timeout=900)
+    return result
+
+
+def _images(directory, make_images):
+    directory.mkdir()
+    Image.fromarray(make_images(1, 120, 200, seed=1)[0]).save(directory / "street.jpg")
+    Image.fromarray(make_images(1, 240, 100, seed=2)[0]).save(directory / "tall.png")
+    return directory
+
+
+def test_infer_writes_one_annotated_image_per_input(tmp_path, d0_checkpoint, make_images):
+    inputs = _images(tmp_path / "in", make_images)
+    out_dir, out_json = tmp_path / "out", tmp_path / "detections.json"
+    result = _run("--runmode", "infer", "--model_name", "efficientdet-d0",
+                  "--hparams", "image_size=128", "--ckpt_path", d0_checkpoint,
+                  "--input_image", inputs / "*", "--output_image_dir", out_dir,
+                  "--min_score_thresh", "0.0", "--max_boxes_to_draw", "7",
+                  "--output_json", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["street.jpg", "tall.png"]
+    with Image.open(out_dir / "tall.png") as annotated:
+        assert annotated.size == (100, 240)  # original size, boxes drawn on the input
+        changed = np.asarray(annotated.convert("RGB")) != make_images(1, 240, 100, seed=2)[0]
+        assert changed.any()
+    records = json.loads(out_json.read_text())
+    assert [r["drawn"] for r in records] == [7, 7]
+    first = records[0]["detections"][0]
+    assert first["class_name"]  # 90 classes: COCO names by default
+    assert set(first) == {"box_yxyx", "score", "class_id", "class_name"}
+
+
+def test_infer_bad_path_and_unreadable_image_are_clear_errors(tmp_path):
+    result = _run("--runmode", "infer", "--input_image", tmp_path / "nothing-*.jpg",
+                  "--output_image_dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert "matches no file" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "broken.jpg").write_bytes(b"this is not a jpeg")
+    result = _run("--runmode", "infer", "--input_image", tmp_path / "*.jpg",
+                  "--output_image_dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert "Cannot read image" in result.stderr and "broken.jpg" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    result = _run("--runmode", "infer", "--input_image", tmp_path / "*.jpg")
+    assert result.returncode == 2 and "needs --output_image_dir" in result.stderr
+
+
+def test_benchmark_json_has_the_fields(tmp_path):
+    out_json = tmp_path / "bench.json"
+    result = _run("--runmode", "benchmark", *TINY_CLASSIFIER, "--batch_sizes", "1,2",
+                  "--warmup_runs", "1", "--bench_runs", "3", "--output_json", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Methodology:" in result.stdout and "p99 ms" in result.stdout
+    report = json.loads(out_json.read_text())
+    assert report["format"] == "keras" and report["batch_sizes"] == [1, 2]
+    assert "warmup" in report["methodology"] and report["environment"]["tensorflow"]
+    rows = report["results"]
+    assert {(r["variant"], r["part"], r["batch_size"]) for r in rows} == {
+        ("fp32", part, b) for part in ("network", "end_to_end") for b in (1, 2)}
+    for row in rows:
+        assert row["throughput_images_per_s"] > 0 and row["runs"] == 3
+        latency = row["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
+
+
+def test_benchmark_bad_batch_sizes(tmp_path):
+    result = _run("--runmode", "benchmark", *TINY_CLASSIFIER, "--batch_sizes", "1,x")
+    assert result.returncode == 2 and "must be positive integers" in result.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_compares_amp_and_xla_variants(tmp_path):
+    out_json = tmp_path / "bench.json"
+    result = _run("--runmode", "benchmark", *TINY_CLASSIFIER, "--batch_size", "2",
+                  "--benchmark_variants", "fp32,amp,xla,amp+xla", "--warmup_runs", "1",
+                  "--bench_runs", "2", "--output_json", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out_json.read_text())["results"]
+    assert {r["variant"] for r in rows} == {"fp32", "amp", "xla", "amp+xla"}
+    assert len(rows) == 8
+
+
+@pytest.mark.slow
+def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_checkpoint):
+    model = ["--model_name", "efficientnetv2-b0", "--hparams", "image_size=64",
+             "--ckpt_path", v2_checkpoint]
+    export_dir = tmp_path / "export"
+    result = _run("--runmode", "saved_model", *model, "--export_dir", export_dir / "sm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (export_dir / "sm" / "saved_model.pb").is_file()
+    ops_json = tmp_path / "ops.json"
+    result = _run("--runmode", "tflite", *model, "--export_dir", export_dir,
+                  "--output_json", ops_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MiB" in result.stdout and "CONV_2D x" in result.stdout
+    tflite_file = export_dir / "efficientnetv2-b0.tflite"
+    assert json.loads(ops_json.read_text())["bytes"] == tflite_file.stat().st_size
+    result = _run("--runmode", "onnx", *model, "--export_dir", export_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (export_dir / "efficientnetv2-b0.onnx").is_file()
+    for flag, path, fmt in (("--saved_model_dir", export_dir / "sm", "saved_model"),
+                            ("--tflite_path", tflite_file, "tflite")):
+        out_json = tmp_path / f"{fmt}.json"
+        result = _run("--runmode", "benchmark", *model, flag, path, "--batch_sizes", "1,2",
+                      "--warmup_runs", "1", "--bench_runs", "2", "--output_json", out_json)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(out_json.read_text())
+        assert report["format"] == fmt and {r["batch_size"] for r in report["results"]} == {1, 2}

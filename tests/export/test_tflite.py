@@ -1,0 +1,114 @@
+"""TFLite conversion: builtin ops only, parity with Keras, fp16 and int8.
+
+Tolerances: fp32 raw/logits 1e-4 absolute (TFLite's kernels sum in another
+order); fp32 detections up to near-tie order with boxes within 1e-2 px and
+scores within 1e-5; fp16 weights: logits within 5e-2; int8: correlation of the
+raw outputs with fp32 above 0.99 (a quantized model is not expected to match
+to a tolerance).
+"""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from common.export import tflite
+from common.export.errors import ExportError
+from common.export.predictors import KerasPredictor, TFLitePredictor
+
+
+def _non_builtin(ops):
+    return [op for op in ops if op.startswith(("CUSTOM", "Flex"))]
+
+
+@pytest.mark.slow
+def test_d0_tflite_fp32_matches_keras_with_nms_inside(d0_module, make_images, same_detections):
+    flatbuffer = tflite.convert_to_tflite(d0_module, "none")
+    ops = tflite.op_counts(flatbuffer)
+    assert not _non_builtin(ops), ops
+    assert ops["NON_MAX_SUPPRESSION_V5"] >= 1 and ops["WHILE"] >= 1  # NMS in the file
+    lite, keras_model = TFLitePredictor(flatbuffer), KerasPredictor(d0_module)
+    assert lite.image_size == (128, 128) and not lite.returns_raw
+    for batch in (1, 2):
+        images = make_images(batch, 128, 128, seed=10 + batch)
+        expected, actual = keras_model(images), lite(images)
+        assert expected["num_detections"].min() > 10
+        same_detections(actual, expected, box_atol=1e-2, score_atol=1e-5)
+
+
+def test_v2_tflite_fp32_matches_keras(v2_module, make_images):
+    images = make_images(2, 96, 96, seed=4)
+    expected = KerasPredictor(v2_module)(images)
+    flatbuffer = tflite.convert_to_tflite(v2_module, "none")
+    assert not _non_builtin(tflite.op_counts(flatbuffer))
+    actual = TFLitePredictor(flatbuffer)(images)
+    np.testing.assert_allclose(actual["logits"], expected["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(actual["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(actual["top_k_classes"], expected["top_k_classes"])
+
+
+@pytest.mark.slow
+def test_v2_tflite_fp16_is_half_the_size_and_close(v2_module, make_images):
+    images = make_images(2, 96, 96, seed=4)
+    expected = KerasPredictor(v2_module)(images)
+    fp16_bytes = tflite.convert_to_tflite(v2_module, "fp16")
+    fp32_bytes = sum(int(np.prod(v.shape)) * 4 for v in v2_module.network_variables)
+    assert len(fp16_bytes) < 0.6 * fp32_bytes
+    np.testing.assert_allclose(TFLitePredictor(fp16_bytes)(images)["logits"], expected["logits"],
+                               atol=5e-2, rtol=0)
+
+
+def _write_tfrecord(path, images):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+            feature = {"image/encoded": tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))}
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+@pytest.mark.slow
+def test_d0_int8_from_tfrecords_stays_close_to_fp32(d0_module, make_images, tmp_path):
+    _write_tfrecord(tmp_path / "calib-00000.tfrecord",
+                    [make_images(1, 100 + 20 * i, 140, seed=30 + i)[0] for i in range(6)])
+    samples = tflite.representative_images((128, 128), file_pattern=str(tmp_path / "calib-*"),
+                                           num_samples=6)
+    assert len(samples) == 6 and samples[0].shape == (1, 128, 128, 3)
+    flatbuffer = tflite.convert_to_tflite(d0_module, "int8", samples)
+    ops = tflite.op_counts(flatbuffer)
+    assert not _non_builtin(ops), ops
+    fp32_size = sum(int(np.prod(v.shape)) * 4 for v in d0_module.network_variables)
+    assert len(flatbuffer) < 0.45 * fp32_size  # int8 weights
+    lite = TFLitePredictor(flatbuffer, postprocess_module=d0_module)
+    assert lite.returns_raw  # int8 detectors carry no NMS (see common.export.tflite)
+    images = make_images(1, 128, 128, seed=50)
+    expected = KerasPredictor(d0_module).raw(d0_module.preprocess_batch(images)[0])
+    actual = lite.raw(images)
+    for key, value in expected.items():
+        assert np.corrcoef(actual[key].ravel(), value.ravel())[0, 1] > 0.99, key
+    detections = lite(images)  # NMS applied in TensorFlow after the int8 network
+    assert detections["detection_boxes"].shape == (1, 100, 4)
+    assert detections["num_detections"][0] > 10
+
+
+def test_combined_nms_is_refused_before_converting(d0_module, monkeypatch):
+    monkeypatch.setitem(d0_module.nms, "mode", "combined")
+    with pytest.raises(ExportError, match="no TFLite builtin op.*model.nms.method=gaussian"):
+        tflite.convert_to_tflite(d0_module, "none")
+
+
+def test_int8_needs_representative_data_and_patterns_must_match(tmp_path):
+    with pytest.raises(ExportError, match="--quantize 'int4'"):
+        tflite.convert_to_tflite(object(), "int4")
+    with pytest.raises(FileNotFoundError, match="matches no TFRecord"):
+        tflite.representative_images((64, 64), file_pattern=str(tmp_path / "none-*.tfrecord"))
+    noise = tflite.representative_images((64, 48), num_samples=3)
+    assert [s.shape for s in noise] == [(1, 64, 48, 3)] * 3 and noise[0].dtype == np.uint8
+
+
+def test_tflite_predictor_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TFLitePredictor(str(tmp_path / "model.tflite"))
