@@ -48,7 +48,7 @@ class HorovodDistribution(SingleProcess):
             tf.config.experimental.set_memory_growth(gpu, True)
         if gpus:
             if hvd.local_rank() >= len(gpus):
-                raise RuntimeError(
+                raise ValueError(
                     f"Horovod local rank {hvd.local_rank()} has no GPU: this machine shows "
                     f"{len(gpus)} GPU(s). Start at most {len(gpus)} processes per host "
                     "(horovodrun -np N -H host:slots).")

@@ -19,6 +19,12 @@ How the one train step runs under a strategy:
   (NCCL / collective ops), so clipping and the loss-scale finiteness check see
   the global gradient. Keras 3 optimizers would sum gradients across replicas
   a second time inside ``apply``; :meth:`prepare_optimizer` turns that off.
+
+Batch norm: with ``synchronized=True`` (``--sync_bn``) the statistics are
+averaged over all replicas, so N replicas equal one device on the combined
+batch; this cannot be combined with XLA (no cross-replica sync inside an
+XLA-compiled function). Without it, each replica keeps its own moving
+statistics and checkpoints / evaluation use the first replica's.
 """
 import json
 import os

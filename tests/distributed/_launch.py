@@ -25,10 +25,10 @@ def job_env(**extra):
     return env
 
 
-def start(command, env=None, output=None):
+def start(command, env=None):
     """Starts ``command`` in its own process group (so a hung job can be killed whole)."""
     return subprocess.Popen([str(c) for c in command], cwd=str(REPO_ROOT), env=env or job_env(),
-                            stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
 

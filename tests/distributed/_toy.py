@@ -1,6 +1,6 @@
 """A tiny regression problem shared by the distributed tests and their worker scripts.
 
-No batch norm and a mean loss, so N replicas each averaging gradients over
+No batch norm (unless synchronized) and a mean loss, so N replicas each averaging gradients over
 ``batch`` examples equal one replica over ``N * batch`` examples up to float
 rounding. The clipping threshold binds on some steps only, so a back-end that
 clips before reducing, or sums gradients twice, changes the result.
@@ -30,23 +30,26 @@ class MeanSquaredTask:
         return {"total_loss": loss, "mse": loss}
 
 
-def build(seed, grad_accum_steps=1, distribution=None):
+def build(seed, grad_accum_steps=1, distribution=None, sync_bn=False, use_xla=False):
     """Model, optimizer, EMA and TrainStep, built under the distribution's scope.
+
+    With ``sync_bn`` the hidden layer is followed by a synchronized batch norm:
+    N replicas then normalize with the statistics of all ``N * batch`` examples,
+    exactly like one replica on the combined batch.
 
     Returns:
         ``(model, optimizer, ema, train_step)``.
     """
     keras.utils.set_random_seed(seed)
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        model = keras.Sequential([
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(8, activation="tanh", name="hidden"),
-            keras.layers.Dense(OUTPUTS, name="out"),
-        ])
+        layers = [keras.Input((FEATURES,)), keras.layers.Dense(8, activation="tanh", name="hidden")]
+        if sync_bn:
+            layers.append(keras.layers.BatchNormalization(synchronized=True, name="bn"))
+        model = keras.Sequential(layers + [keras.layers.Dense(OUTPUTS, name="out")])
         optimizer = build_optimizer("sgd", 0.2, momentum=0.9, clip_norm=CLIP_NORM)
         ema = ExponentialMovingAverage(model.weights, decay=0.9)
         step = TrainStep(model, MeanSquaredTask(), optimizer, ema=ema, distribution=distribution,
-                         grad_accum_steps=grad_accum_steps, weight_decay=1e-3,
+                         grad_accum_steps=grad_accum_steps, use_xla=use_xla, weight_decay=1e-3,
                          weight_decay_exclude=r".*bias.*")
     return model, optimizer, ema, step
 
@@ -76,13 +79,13 @@ def replica_dataset(replica, num_replicas, grad_accum_steps=1):
     return tf.data.Dataset.from_tensor_slices((x[rows], y[rows])).batch(PER_REPLICA_BATCH)
 
 
-def reference_weights(num_replicas, grad_accum_steps=1):
+def reference_weights(num_replicas, grad_accum_steps=1, sync_bn=False):
     """One process on the combined batch (``num_replicas * accum * batch`` examples per step).
 
     Returns:
         ``{"weights": [...], "ema": [...]}`` as NumPy arrays.
     """
-    model, _, ema, step = build(seed=SEED)
+    model, _, ema, step = build(seed=SEED, sync_bn=sync_bn)
     x, y = global_data(num_replicas, grad_accum_steps)
     batch = num_replicas * grad_accum_steps * PER_REPLICA_BATCH
     iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch))

@@ -2,7 +2,7 @@
 
 Run as a script (logical devices must be configured before TensorFlow starts):
 
-    python tests/distributed/_worker_mirrored.py OUT_DIR GRAD_ACCUM_STEPS
+    python tests/distributed/_worker_mirrored.py OUT_DIR GRAD_ACCUM_STEPS [sync_bn] [xla]
 
 Writes ``OUT_DIR/mirrored.npz`` (weights and EMA shadows) and
 ``OUT_DIR/mirrored.json`` (replica count, per-replica copies identical or not).
@@ -21,10 +21,11 @@ from common.training import tf_distribute  # noqa: E402
 import _toy  # noqa: E402
 
 
-def main(out_dir, grad_accum_steps):
+def main(out_dir, grad_accum_steps, sync_bn=False, use_xla=False):
     distribution = tf_distribute.mirrored(tf_distribute.logical_cpu_devices(2))
     replicas = distribution.size
-    model, optimizer, ema, step = _toy.build(_toy.SEED, grad_accum_steps, distribution)
+    model, optimizer, ema, step = _toy.build(_toy.SEED, grad_accum_steps, distribution,
+                                             sync_bn=sync_bn, use_xla=use_xla)
 
     # One worker feeds both replicas in turn: replica r gets every second
     # per-replica batch, so interleaving the replicas' own batches reproduces them.
@@ -45,4 +46,5 @@ def main(out_dir, grad_accum_steps):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sync_bn="sync_bn" in sys.argv[3:],
+         use_xla="xla" in sys.argv[3:])

@@ -72,3 +72,28 @@ def test_generic_allgather_object_round_trips_through_int64_words():
 
     objects = TwoShards().allgather_object({"detections": list(range(5)), "name": "é" * 3})
     assert objects == [{"detections": list(range(5)), "name": "é" * 3}] * 2
+
+
+class _TwoRanks(SingleProcess):
+    size = 2
+
+
+class _TwoHorovodLikeRanks(_TwoRanks):
+    syncs_batch_norm = False
+
+
+def _sync_bn_config(*extra):
+    from common.config import load_config
+
+    return load_config(None, "efficientnetv2-b0", None, ["runtime.sync_bn=true", *extra])
+
+
+@pytest.mark.skip(reason="needs the runner.py sync_bn checks of issue 6 (pending diff)")
+def test_sync_bn_where_it_cannot_sync_is_a_clear_error():
+    from common.config import ConfigError
+    from common.training.runner import train
+
+    with pytest.raises(ConfigError, match="sync_bn.*--strategy mirrored"):
+        train(_sync_bn_config(), distribution=_TwoHorovodLikeRanks())
+    with pytest.raises(ConfigError, match="sync_bn.*use_xla"):
+        train(_sync_bn_config("runtime.use_xla=true"), distribution=_TwoRanks())
