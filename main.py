@@ -88,17 +88,12 @@ def resolve_config():
     base = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
     sample = make_sample_datasets(FLAGS.sample_data_dir,
                                   image_size=max(64, max(base.model.image_size)))
-    data_keys = (
-        ("train_file_pattern", "val_file_pattern", "val_json")
-        if config.task == "detection"
-        else ("classification_train_file_pattern", "classification_val_file_pattern", None)
-    )
-    train_key, val_key, json_key = data_keys
-    sample_overrides = [f"data.train_file_pattern={sample[train_key]}",
-                        f"data.val_file_pattern={sample[val_key]}",
-                        f"model.num_classes={sample['num_classes' if config.task == 'detection' else 'classification_num_classes']}"]
-    if json_key:
-        sample_overrides.append(f"data.val_json_file={sample[json_key]}")
+    prefix = "" if config.task == "detection" else "classification_"
+    sample_overrides = [f"data.train_file_pattern={sample[prefix + 'train_file_pattern']}",
+                        f"data.val_file_pattern={sample[prefix + 'val_file_pattern']}",
+                        f"model.num_classes={sample[prefix + 'num_classes']}"]
+    if config.task == "detection":
+        sample_overrides.append(f"data.val_json_file={sample['val_json']}")
     logging.info("No data given: using the built-in sample dataset in %s with %s",
                  FLAGS.sample_data_dir, config_file)
     return load_config(config_file, FLAGS.model_name, FLAGS.hparams,
