@@ -4,6 +4,7 @@
     python main.py --mode train --config configs/efficientdet-d0-coco.yaml --model_dir runs/d0
     python main.py --mode eval --model_dir runs/d0 --val_file_pattern 'data/coco/val-*'
     python main.py --mode summary --model_name efficientnetv2-s
+    horovodrun -np 8 python main.py --mode train --config ... --model_dir runs/d0   # 8 GPUs
 
 Precedence of settings: defaults < model presets < --config YAML < --hparams <
 --override < the dedicated flags below (--batch_size, --num_epochs, ...).
@@ -42,6 +43,12 @@ flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss sc
 flags.DEFINE_integer("eval_steps", None, "Evaluate on at most this many batches.")
 flags.DEFINE_bool("benchmark", False, "Time --benchmark_steps train steps and print images/second.")
 flags.DEFINE_integer("benchmark_steps", 30, "Timed steps of --benchmark (after warm-up).")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "horovod", "mirrored", "multi_worker"],
+                  "Distribution: auto = horovod under horovodrun, else one process; "
+                  "mirrored = all GPUs of this machine (tf.distribute); "
+                  "multi_worker = cluster from TF_CONFIG.")
+flags.DEFINE_bool("fp16_allreduce", False, "Horovod: send gradients as float16.")
+flags.DEFINE_bool("sync_bn", None, "Synchronized batch norm across replicas (tf.distribute only).")
 flags.DEFINE_string("sample_data_dir", os.path.join(os.path.expanduser("~"), ".cache",
                                                     "effdet-v2-toolkit", "sample_data"),
                     "Where the built-in sample dataset is generated when no data is given.")
@@ -67,6 +74,7 @@ def _flag_overrides():
         "seed": "train.seed",
         "use_xla": "runtime.use_xla",
         "amp": "runtime.mixed_precision",
+        "sync_bn": "runtime.sync_bn",
     }
     overrides = []
     for flag, key in mapping.items():
@@ -76,8 +84,9 @@ def _flag_overrides():
     return overrides
 
 
-def resolve_config():
-    """Config from flags; with no data anywhere, the quickstart recipe on sample data."""
+def resolve_config(distribution=None):
+    """Config from flags; with no data anywhere, the quickstart recipe on sample data
+    (written by one process per machine while the others wait)."""
     overrides = list(FLAGS.override) + _flag_overrides()
     config = load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams, overrides)
     if FLAGS.mode == "summary" or config.data.train_file_pattern or config.data.val_file_pattern:
@@ -86,8 +95,14 @@ def resolve_config():
 
     config_file = FLAGS.config or QUICKSTART[config.task]
     base = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
-    sample = make_sample_datasets(FLAGS.sample_data_dir,
-                                  image_size=max(64, max(base.model.image_size)))
+    image_size = max(64, max(base.model.image_size))
+    local_chief = distribution is None or distribution.local_rank == 0
+    if local_chief:
+        sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
+    if distribution is not None:
+        distribution.barrier()
+    if not local_chief:
+        sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
     prefix = "" if config.task == "detection" else "classification_"
     sample_overrides = [f"data.train_file_pattern={sample[prefix + 'train_file_pattern']}",
                         f"data.val_file_pattern={sample[prefix + 'val_file_pattern']}",
@@ -116,7 +131,7 @@ def run_summary(config):
           f"{config.model.num_classes} classes")
 
 
-def run(config):
+def run(config, distribution):
     from common.training.loop import TrainingDivergedError
     from common.training.runner import RunOptions, evaluate, train
 
@@ -125,14 +140,17 @@ def run(config):
                          benchmark_steps=FLAGS.benchmark_steps if FLAGS.benchmark else 0,
                          eval_steps=FLAGS.eval_steps, checkpoint_path=FLAGS.ckpt_path)
     if FLAGS.mode == "eval":
-        metrics = evaluate(config, options)
-        _print_metrics(metrics)
+        metrics = evaluate(config, options, distribution)
+        if distribution.is_chief:
+            _print_metrics(metrics)
         return
     try:
-        result = train(config, options)
+        result = train(config, options, distribution)
     except TrainingDivergedError as error:
         logging.error("%s", error)
         sys.exit(3)
+    if not distribution.is_chief:
+        return
     if FLAGS.benchmark:
         print(f"train throughput: {result['benchmark_images_per_second']:.2f} images/second")
     elif result["eval"] is not None:
@@ -149,15 +167,26 @@ def _print_metrics(metrics):
 
 def main(argv):
     del argv
+    from common.training.distribution import SingleProcess, make_distribution
+
     try:
-        config = resolve_config()
+        # First: Horovod must pick this process's GPU before TensorFlow touches any.
+        distribution = SingleProcess() if FLAGS.mode == "summary" else make_distribution(
+            FLAGS.strategy, FLAGS.fp16_allreduce)
+    except (ValueError, ImportError) as error:
+        logging.error("%s", error)
+        sys.exit(2)
+    if not distribution.is_chief:
+        logging.set_verbosity(logging.WARNING)  # one copy of the logs, from the chief
+    try:
+        config = resolve_config(distribution)
         if FLAGS.mode == "summary":
             if config.runtime.model_dir:
                 os.makedirs(config.runtime.model_dir, exist_ok=True)
                 dump_config(config, os.path.join(config.runtime.model_dir, "config.yaml"))
             run_summary(config)
         else:
-            run(config)
+            run(config, distribution)
     except (ConfigError, CheckpointError) as error:
         logging.error("%s", error)
         sys.exit(2)

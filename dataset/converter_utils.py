@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import logging
 import multiprocessing
 import os
-from typing import Callable, Iterable, Iterator, List
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import tensorflow as tf
 
@@ -123,3 +124,23 @@ def add_common_flags(parser: argparse.ArgumentParser, detection: bool = True):
 
 def setup_logging():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_conversion(convert: Callable[[], object], report_json: Optional[str],
+                   describe: Callable[[object], str]) -> int:
+    """Runs one converter for a command line: the exit code is 0 on success and 2
+    on a :class:`DatasetError` (logged as one message); on success the summary is
+    written to ``report_json`` (when given, via the summary's ``as_dict()``) and
+    ``describe(summary)`` is printed."""
+    from dataset.errors import DatasetError
+
+    try:
+        summary = convert()
+    except DatasetError as error:
+        logging.getLogger("dataset").error("%s", error)
+        return 2
+    if report_json:
+        with open(report_json, "w") as handle:
+            json.dump(summary.as_dict(), handle, indent=2)
+    print(describe(summary))
+    return 0

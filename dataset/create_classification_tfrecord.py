@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
 import os
 import random
@@ -27,7 +26,8 @@ import sys
 from typing import List, Optional
 
 from dataset import image_utils
-from dataset.converter_utils import ShardedWriter, SkipReport, add_common_flags, parallel_map, setup_logging
+from dataset.converter_utils import (ShardedWriter, SkipReport, add_common_flags, parallel_map,
+                                     run_conversion, setup_logging)
 from dataset.errors import DatasetError
 from dataset.tfrecord_format import build_classification_example
 
@@ -75,7 +75,7 @@ def _encode(item, skip_invalid):
     path, label, name = item
     try:
         image = image_utils.load_rgb_jpeg(path, f"image {path} (class {name!r})")
-    except DatasetError as error:
+    except DatasetError:
         if not skip_invalid:
             raise
         return None, ("undecodable image", path), None
@@ -166,18 +166,12 @@ def main(argv=None) -> int:
     add_common_flags(parser, detection=False)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        summary = convert_classification(args.image_dir, args.output_prefix, args.num_shards, args.label_map,
-                                         args.output_label_map, args.skip_invalid, args.num_workers, args.seed)
-    except DatasetError as error:
-        logger.error("%s", error)
-        return 2
-    if args.report_json:
-        with open(args.report_json, "w") as handle:
-            json.dump(summary.as_dict(), handle, indent=2)
-    print(f"wrote {summary.num_images} images of {len(summary.class_names)} classes; "
-          f"left out {summary.skipped.total}")
-    return 0
+    return run_conversion(
+        lambda: convert_classification(args.image_dir, args.output_prefix, args.num_shards, args.label_map,
+                                       args.output_label_map, args.skip_invalid, args.num_workers, args.seed),
+        args.report_json,
+        lambda summary: (f"wrote {summary.num_images} images of {len(summary.class_names)} classes; "
+                         f"left out {summary.skipped.total}"))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from dataset.converter_utils import add_common_flags, setup_logging
-from dataset.detection_records import (ConversionSummary, DetectionObject, ImageTask,
-                                       ValidationSettings, write_detection_tfrecords)
+from dataset.converter_utils import add_common_flags, run_conversion, setup_logging
+from dataset.detection_records import (ConversionSummary, DetectionObject, ImageTask, ValidationSettings,
+                                       describe_detection_summary, write_detection_tfrecords)
 from dataset.errors import DatasetError
 
 logger = logging.getLogger("dataset")
@@ -156,18 +156,11 @@ def main(argv=None) -> int:
     add_common_flags(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        summary = convert_coco(args.annotations_json, args.image_dir, args.output_prefix,
-                               args.num_shards, args.num_classes, args.max_instances_per_image,
-                               args.skip_invalid, args.box_tolerance_px, args.num_workers)
-    except DatasetError as error:
-        logger.error("%s", error)
-        return 2
-    if args.report_json:
-        summary.write_json(args.report_json)
-    print(f"wrote {summary.num_images} images, {summary.num_objects} objects; "
-          f"skipped {summary.skipped.total}, clipped {summary.clipped.total}")
-    return 0
+    return run_conversion(
+        lambda: convert_coco(args.annotations_json, args.image_dir, args.output_prefix,
+                             args.num_shards, args.num_classes, args.max_instances_per_image,
+                             args.skip_invalid, args.box_tolerance_px, args.num_workers),
+        args.report_json, describe_detection_summary)
 
 
 if __name__ == "__main__":

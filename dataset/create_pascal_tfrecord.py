@@ -33,9 +33,9 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Optional, Sequence
 
-from dataset.converter_utils import add_common_flags, setup_logging
+from dataset.converter_utils import add_common_flags, run_conversion, setup_logging
 from dataset.detection_records import (ConversionSummary, DetectionObject, ImageTask,
-                                       ValidationSettings, write_detection_tfrecords)
+                                       ValidationSettings, describe_detection_summary, write_detection_tfrecords)
 from dataset.errors import DatasetError
 
 logger = logging.getLogger("dataset")
@@ -252,19 +252,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     years = ["VOC2007", "VOC2012"] if args.year == "merged" else [y for y in args.year.split(",")]
-    try:
-        summary = convert_pascal(args.data_dir, args.output_prefix, years, args.set, args.output_json,
-                                 args.label_map_json, args.num_shards, args.ignore_difficult_instances,
-                                 args.max_instances_per_image, args.skip_invalid, args.box_tolerance_px,
-                                 args.num_workers)
-    except DatasetError as error:
-        logger.error("%s", error)
-        return 2
-    if args.report_json:
-        summary.write_json(args.report_json)
-    print(f"wrote {summary.num_images} images, {summary.num_objects} objects; "
-          f"skipped {summary.skipped.total}, clipped {summary.clipped.total}")
-    return 0
+    return run_conversion(
+        lambda: convert_pascal(args.data_dir, args.output_prefix, years, args.set, args.output_json,
+                               args.label_map_json, args.num_shards, args.ignore_difficult_instances,
+                               args.max_instances_per_image, args.skip_invalid, args.box_tolerance_px,
+                               args.num_workers),
+        args.report_json, describe_detection_summary)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 from typing import List, Optional, Sequence, Tuple
 
@@ -225,9 +224,11 @@ class ConversionSummary:
                 "skipped": self.skipped.as_dict(), "clipped": self.clipped.as_dict(),
                 "converted_to_rgb_jpeg": dict(self.converted)}
 
-    def write_json(self, path: str):
-        with open(path, "w") as handle:
-            json.dump(self.as_dict(), handle, indent=2)
+
+def describe_detection_summary(summary: ConversionSummary) -> str:
+    """One line for the converters' command lines."""
+    return (f"wrote {summary.num_images} images, {summary.num_objects} objects; "
+            f"skipped {summary.skipped.total}, clipped {summary.clipped.total}")
 
 
 def write_detection_tfrecords(

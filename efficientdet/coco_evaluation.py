@@ -70,6 +70,21 @@ class CocoEvaluator:
                             groundtruth["classes"]))[b, m]),
                     })
 
+    def state(self):
+        """Everything added so far, as plain picklable lists and dicts (see :meth:`merge`)."""
+        return {"detections": self.detections, "images": self.images,
+                "annotations": self.annotations}
+
+    def merge(self, states):
+        """Replaces the contents by the union of ``states`` (one :meth:`state` per process,
+        each holding different images); annotation ids are renumbered."""
+        self.detections = [d for state in states for d in state["detections"]]
+        self.images, self.annotations = {}, []
+        for state in states:
+            self.images.update(state["images"])
+            for annotation in state["annotations"]:
+                self.annotations.append(dict(annotation, id=len(self.annotations) + 1))
+
     def _ground_truth(self):
         from pycocotools.coco import COCO
 

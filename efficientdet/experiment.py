@@ -92,7 +92,10 @@ class DetectionExperiment:
                 detections.num_detections.numpy(),
                 groundtruth,
             )
-        metrics = evaluator.result(results_json)
+        if self.distribution.num_shards > 1:
+            # Every process evaluated its shard; all compute the metrics on the union.
+            evaluator.merge(self.distribution.allgather_object(evaluator.state()))
+        metrics = evaluator.result(results_json if self.distribution.is_chief else None)
         metrics["num_images"] = len(evaluator.images) or len(
             {d["image_id"] for d in evaluator.detections})
         return {k: (float(v) if isinstance(v, (float, np.floating)) else v)

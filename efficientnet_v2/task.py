@@ -53,8 +53,10 @@ class ClassificationTask:
             if max_steps is not None and step >= max_steps:
                 break
             totals += batch_stats(images, labels).numpy()
-        if distribution is not None and distribution.size > 1:
-            totals = np.asarray(distribution.allreduce_mean(tf.constant(totals))) * distribution.size
+        if distribution is not None and distribution.num_shards > 1:
+            # Each shard's process evaluated its own files: sum the counts.
+            totals = (np.asarray(distribution.allreduce_mean(tf.constant(totals)))
+                      * distribution.num_shards)
         count = max(totals[3], 1.0)
         return {"top1": totals[0] / count, "top5": totals[1] / count, "loss": totals[2] / count,
                 "num_images": int(totals[3])}

@@ -82,6 +82,17 @@ def train(config, options=None, distribution=None):
     options = options or RunOptions()
     distribution = distribution or SingleProcess()
     runtime, train_cfg = config.runtime, config.train
+    if runtime.sync_bn and not distribution.syncs_batch_norm:
+        raise ConfigError(
+            "runtime.sync_bn (--sync_bn) does not synchronize under "
+            f"{type(distribution).__name__}: Keras 3 batch norm syncs only across "
+            "tf.distribute replicas, and Horovod's SyncBatchNormalization does not work with "
+            "Keras 3. Use --strategy mirrored / multi_worker, or set runtime.sync_bn=false.")
+    if runtime.sync_bn and runtime.use_xla and distribution.size > 1:
+        raise ConfigError(
+            "runtime.sync_bn (--sync_bn) cannot be combined with runtime.use_xla (--use_xla) "
+            "across replicas: tf.distribute cannot all-reduce batch-norm statistics inside an "
+            "XLA-compiled function. Drop one of the two.")
     if not runtime.model_dir:
         raise ConfigError("runtime.model_dir is not set: pass --model_dir.")
     train_files = check_file_pattern(config.data.train_file_pattern, "train_file_pattern")
@@ -99,44 +110,47 @@ def train(config, options=None, distribution=None):
     set_seed(train_cfg.seed)
     _apply_policy(config)
     experiment = family_of(config.model.name).make_experiment(config, distribution)
-    model = build_network(config)
+    # Variables of the model, optimizer, EMA and step are created on every replica.
+    with distribution.scope():
+        model = build_network(config)
 
-    global_batch = train_cfg.batch_size * distribution.size * train_cfg.grad_accum_steps
-    if train_cfg.steps_per_epoch:
-        steps_per_epoch = train_cfg.steps_per_epoch
-    else:
-        num_examples = count_records(train_files)
-        steps_per_epoch = num_examples // global_batch
-        if steps_per_epoch == 0:
-            raise ConfigError(
-                f"The training data has {num_examples} examples, fewer than one global batch "
-                f"({global_batch} = batch {train_cfg.batch_size} x {distribution.size} replicas x "
-                f"{train_cfg.grad_accum_steps} accumulation steps); lower train.batch_size.")
-    schedule = build_schedule(train_cfg, steps_per_epoch, global_batch)
-    _, no_decay = decayed_variables(model.trainable_variables, train_cfg.weight_decay_exclude)
-    optimizer = build_optimizer(
-        train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
-        weight_decay=train_cfg.weight_decay, clip_norm=train_cfg.clip_gradients_norm,
-        mixed_precision=runtime.mixed_precision, no_decay_variables=no_decay)
-    ema = None
-    if train_cfg.moving_average_decay > 0:
-        ema = ExponentialMovingAverage(model.weights, train_cfg.moving_average_decay)
-    step = TrainStep(model, experiment.task, optimizer, ema=ema, distribution=distribution,
-                     grad_accum_steps=train_cfg.grad_accum_steps, use_xla=runtime.use_xla,
-                     weight_decay=train_cfg.weight_decay,
-                     weight_decay_exclude=train_cfg.weight_decay_exclude)
-    state = CheckpointState(runtime.model_dir, model, optimizer, ema,
-                            max_to_keep=runtime.keep_checkpoint_max,
-                            is_chief=distribution.is_chief, step=step.global_step)
-    if options.resume and has_checkpoint:
-        state.restore_latest()
-    elif options.init_checkpoint:
-        logging.info("%s", restore_for_inference(model, options.init_checkpoint, use_ema=True,
-                                                 skip_mismatch=True))
-        if ema is not None:
-            ema.reset()
-    distribution.broadcast_variables(list(model.weights) + list(optimizer.variables)
-                                     + (list(ema.shadows) if ema else []))
+        global_batch = train_cfg.batch_size * distribution.size * train_cfg.grad_accum_steps
+        if train_cfg.steps_per_epoch:
+            steps_per_epoch = train_cfg.steps_per_epoch
+        else:
+            num_examples = count_records(train_files)
+            steps_per_epoch = num_examples // global_batch
+            if steps_per_epoch == 0:
+                raise ConfigError(
+                    f"The training data has {num_examples} examples, fewer than one global batch "
+                    f"({global_batch} = batch {train_cfg.batch_size} x {distribution.size} "
+                    f"replicas x {train_cfg.grad_accum_steps} accumulation steps); "
+                    "lower train.batch_size.")
+        schedule = build_schedule(train_cfg, steps_per_epoch, global_batch)
+        _, no_decay = decayed_variables(model.trainable_variables, train_cfg.weight_decay_exclude)
+        optimizer = build_optimizer(
+            train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
+            weight_decay=train_cfg.weight_decay, clip_norm=train_cfg.clip_gradients_norm,
+            mixed_precision=runtime.mixed_precision, no_decay_variables=no_decay)
+        ema = None
+        if train_cfg.moving_average_decay > 0:
+            ema = ExponentialMovingAverage(model.weights, train_cfg.moving_average_decay)
+        step = TrainStep(model, experiment.task, optimizer, ema=ema, distribution=distribution,
+                         grad_accum_steps=train_cfg.grad_accum_steps, use_xla=runtime.use_xla,
+                         weight_decay=train_cfg.weight_decay,
+                         weight_decay_exclude=train_cfg.weight_decay_exclude)
+        state = CheckpointState(runtime.model_dir, model, optimizer, ema,
+                                max_to_keep=runtime.keep_checkpoint_max,
+                                is_chief=distribution.is_chief, step=step.global_step)
+        if options.resume and has_checkpoint:
+            state.restore_latest()
+        elif options.init_checkpoint:
+            logging.info("%s", restore_for_inference(model, options.init_checkpoint, use_ema=True,
+                                                     skip_mismatch=True))
+            if ema is not None:
+                ema.reset()
+        distribution.broadcast_variables(list(model.weights) + list(optimizer.variables)
+                                         + (list(ema.shadows) if ema else []))
 
     logger = MetricLogger(runtime.model_dir, distribution.is_chief)
     logger.metadata({"model_name": config.model.name, "global_batch_size": global_batch,
@@ -147,8 +161,14 @@ def train(config, options=None, distribution=None):
     evaluate_fn = None
     if options.eval_during_training:
         def evaluate_fn(epoch):
+            # Batch-norm statistics follow each replica's own data: every process
+            # evaluates with the chief's, which are the ones in the checkpoint.
+            distribution.broadcast_variables(list(model.non_trainable_weights)
+                                             + (list(ema.shadows) if ema else []))
+            results_json = os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json") \
+                if distribution.is_chief else None
             return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
-                                      os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json"))
+                                      results_json)
 
     loop = TrainingLoop(step, state, logger, steps_per_epoch, global_batch,
                         learning_rate_fn=schedule,
@@ -157,7 +177,10 @@ def train(config, options=None, distribution=None):
                         evaluate_fn=evaluate_fn,
                         eval_every_n_epochs=config.eval.every_n_epochs,
                         primary_metric=experiment.primary_metric, amp=runtime.mixed_precision)
-    stages = experiment.stages(model, train_cfg.num_epochs, train_cfg.batch_size, train_cfg.seed)
+    stages = [
+        dataclasses.replace(stage, make_dataset=_distributed(distribution, stage.make_dataset))
+        for stage in experiment.stages(model, train_cfg.num_epochs, train_cfg.batch_size,
+                                       train_cfg.seed)]
     result = {"model_dir": runtime.model_dir, "steps_per_epoch": steps_per_epoch}
     try:
         if options.benchmark_steps:
@@ -176,6 +199,10 @@ def train(config, options=None, distribution=None):
     result.update(steps=state.step, epochs=int(state.epoch.numpy()), history=loop.history,
                   eval=loop.last_eval, model=model, ema=ema)
     return result
+
+
+def _distributed(distribution, make_dataset):
+    return lambda: distribution.distribute_dataset(make_dataset())
 
 
 def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json):

@@ -15,7 +15,10 @@ Every feature plugs in at one named point, in this order:
    unscales, skips non-finite steps and adapts the loss scale),
 8. EMA update of all variables (weights and batch-norm statistics).
 
-Steps 1–4 are one function compiled with XLA when ``use_xla`` is set.
+Steps 1–4 are one function compiled with XLA when ``use_xla`` is set. Steps
+1–7 run per replica through ``distribution.run`` (a plain call, except under
+``tf.distribute`` where the micro-batches come from a distributed iterator);
+step 8 and the step counters run once per step, outside the replicas.
 """
 import keras
 import tensorflow as tf
@@ -63,9 +66,14 @@ class TrainStep:
         # Steps run, including those the loss scaler skipped (the optimizer's own
         # ``iterations`` counts only applied updates and drives the LR schedule).
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.distribution.prepare_optimizer(self.optimizer)
         self.optimizer.build(self.variables)
-        self._gradients = tf.function(self._forward_backward, jit_compile=self.use_xla,
-                                      reduce_retracing=True)
+        # A nested function only for XLA: without it, steps 1-4 are traced inline into
+        # the step, which tf.distribute needs for synchronized batch norm (a
+        # cross-replica sync inside a nested tf.function is not supported).
+        self._gradients = (tf.function(self._forward_backward, jit_compile=True,
+                                       reduce_retracing=True)
+                           if self.use_xla else self._forward_backward)
         self._step = tf.function(self._train_step, reduce_retracing=True)
 
     def _forward_backward(self, images, labels):
@@ -85,9 +93,19 @@ class TrainStep:
         return gradients, losses
 
     def _train_step(self, iterator):
+        batches = [next(iterator) for _ in range(self.grad_accum_steps)]
+        losses = self.distribution.run(self._replica_step, batches)
+        if self.ema is not None:
+            self.ema.update()
+        self.global_step.assign_add(1)
+        finite = tf.math.is_finite(losses["total_loss"])
+        self.nonfinite_streak.assign(
+            tf.where(finite, tf.constant(0, tf.int64), self.nonfinite_streak + 1))
+        return losses
+
+    def _replica_step(self, batches):
         accumulated, losses_sum = None, None
-        for _ in range(self.grad_accum_steps):
-            images, labels = next(iterator)
+        for images, labels in batches:
             gradients, losses = self._gradients(images, labels)
             if accumulated is None:
                 accumulated, losses_sum = list(gradients), dict(losses)
@@ -97,12 +115,6 @@ class TrainStep:
         losses = {k: v / float(self.grad_accum_steps) for k, v in losses_sum.items()}
         accumulated = self.distribution.allreduce_gradients(accumulated)
         self.optimizer.apply(accumulated, self.variables)
-        if self.ema is not None:
-            self.ema.update()
-        self.global_step.assign_add(1)
-        finite = tf.math.is_finite(losses["total_loss"])
-        self.nonfinite_streak.assign(
-            tf.where(finite, tf.constant(0, tf.int64), self.nonfinite_streak + 1))
         return losses
 
     def run(self, iterator):

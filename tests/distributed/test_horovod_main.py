@@ -22,8 +22,6 @@ def _dllogger_records(model_dir, kind):
     return records
 
 
-@pytest.mark.skip(reason="main.py has no --strategy flag yet and detection evaluation is not "
-                         "gathered across ranks (issue 6, open); this test is the acceptance check")
 @pytest.mark.slow
 def test_two_rank_train_and_eval_matches_one_process_eval(horovodrun, jobs, tmp_path):
     model_dir, sample_dir = tmp_path / "model", tmp_path / "sample"

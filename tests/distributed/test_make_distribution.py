@@ -88,7 +88,6 @@ def _sync_bn_config(*extra):
     return load_config(None, "efficientnetv2-b0", None, ["runtime.sync_bn=true", *extra])
 
 
-@pytest.mark.skip(reason="needs the runner.py sync_bn checks of issue 6 (pending diff)")
 def test_sync_bn_where_it_cannot_sync_is_a_clear_error():
     from common.config import ConfigError
     from common.training.runner import train

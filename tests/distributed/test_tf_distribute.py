@@ -19,8 +19,6 @@ def _assert_equals_combined_batch(toy, snapshots, grad_accum_steps, sync_bn=Fals
     assert min(moved) > 1e-4 and max(moved) > 1e-1, moved
 
 
-@pytest.mark.skip(reason="TrainStep does not yet run under tf.distribute strategy.run "
-                         "(PerReplica inputs); wiring pending in issue 6")
 @pytest.mark.parametrize("grad_accum_steps, options", [
     (1, []),
     (2, []),
@@ -41,8 +39,6 @@ def test_mirrored_on_two_logical_cpus_equals_one_device(jobs, toy, tmp_path, gra
                                   grad_accum_steps, sync_bn="sync_bn" in options)
 
 
-@pytest.mark.skip(reason="TrainStep does not yet run under tf.distribute strategy.run "
-                         "(PerReplica inputs); wiring pending in issue 6")
 @pytest.mark.slow
 def test_multi_worker_from_tf_config(jobs, toy, tmp_path):
     ports = jobs.free_ports(2)
