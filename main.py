@@ -4,6 +4,8 @@
     python main.py --mode train --config configs/efficientdet-d0-coco.yaml --model_dir runs/d0
     python main.py --mode eval --model_dir runs/d0 --val_file_pattern 'data/coco/val-*'
     python main.py --mode summary --model_name efficientnetv2-s
+    python main.py --mode train_and_eval --config configs/efficientdet-d0-voc.yaml \
+        --init_checkpoint ckpts/d0-voc --freeze backbone --model_dir runs/d0-voc   # fine-tune
     horovodrun -np 8 python main.py --mode train --config ... --model_dir runs/d0   # 8 GPUs
 
 Precedence of settings: defaults < model presets < --config YAML < --hparams <
@@ -35,6 +37,11 @@ flags.DEFINE_integer("grad_accum_steps", None, "Micro-batches per optimizer step
 flags.DEFINE_string("init_checkpoint", None,
                     "Initial weights: an official google/automl checkpoint (detector, backbone or "
                     "classifier) or one of ours; layers with other shapes are re-initialized.")
+flags.DEFINE_string("freeze", None,
+                    "Fine-tuning: keep these variables fixed (train.freeze). 'backbone' "
+                    "(classifiers: all but the classification layer), 'backbone+bifpn' "
+                    "(detectors: only the heads train), 're:<regex>' over variable paths "
+                    "(e.g. 're:efficientnet-b0/blocks_[0-3]/'), or 'none'.")
 flags.DEFINE_string("ckpt_path", None, "Checkpoint to evaluate (default: latest in --model_dir).")
 flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --model_dir.")
 flags.DEFINE_integer("seed", None, "Random seed.")
@@ -81,6 +88,9 @@ def _flag_overrides():
         value = getattr(FLAGS, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+    if FLAGS.freeze is not None:
+        # Quoted so YAML keeps a regular expression verbatim (':', '#', brackets).
+        overrides.append("train.freeze='" + FLAGS.freeze.replace("'", "''") + "'")
     return overrides
 
 

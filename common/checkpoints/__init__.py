@@ -6,7 +6,12 @@ from common.checkpoints.official import (
     official_name,
     resolve_checkpoint_prefix,
 )
-from common.checkpoints.restore import is_training_checkpoint, restore_for_inference
+from common.checkpoints.restore import (
+    RestoreResult,
+    is_training_checkpoint,
+    restore_for_inference,
+    restore_with_report,
+)
 
 __all__ = [
     "CheckpointError",
@@ -16,4 +21,6 @@ __all__ = [
     "is_training_checkpoint",
     "resolve_checkpoint_prefix",
     "restore_for_inference",
+    "restore_with_report",
+    "RestoreResult",
 ]

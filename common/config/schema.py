@@ -7,12 +7,15 @@ field is shared; family presets override them.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from common.config.errors import ConfigError
 
 _OPTIMIZERS = ("sgd", "rmsprop", "adamw", "adam")
 _LR_SCHEDULES = ("cosine", "stepwise", "polynomial", "exponential", "constant")
 _STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "horovod")
+FREEZE_PRESETS = ("backbone", "backbone+bifpn")
+FREEZE_REGEX_PREFIX = "re:"
 
 
 def _check(condition, message):
@@ -22,7 +25,14 @@ def _check(condition, message):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Input files and pipeline options."""
+    """Input files and pipeline options.
+
+    tf.data performance options: ``num_parallel_calls`` is the parallelism of
+    the per-image map (-1 = ``tf.data.AUTOTUNE``, tuned at run time);
+    ``private_threadpool_size`` > 0 gives the pipeline its own thread pool
+    (0 = TensorFlow's shared pool), e.g. to keep a busy train step from
+    starving the input threads.
+    """
 
     train_file_pattern: str | None = None
     val_file_pattern: str | None = None
@@ -42,6 +52,12 @@ class DataConfig:
         _check(0 < self.jitter_min <= self.jitter_max,
                f"data.jitter_min/jitter_max must satisfy 0 < min <= max, got "
                f"{self.jitter_min}, {self.jitter_max}.")
+        _check(self.num_parallel_calls == -1 or self.num_parallel_calls >= 1,
+               f"data.num_parallel_calls must be -1 (autotune) or >= 1, got "
+               f"{self.num_parallel_calls}.")
+        _check(self.private_threadpool_size >= 0,
+               f"data.private_threadpool_size must be >= 0 (0 = shared pool), got "
+               f"{self.private_threadpool_size}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +84,9 @@ class TrainConfig:
     grad_accum_steps: int = 1
     label_smoothing: float = 0.0
     seed: int | None = None
+    # Fine-tuning: "backbone", "backbone+bifpn" or "re:<regex over variable paths>"
+    # (see common.training.freeze); null / "none" trains everything.
+    freeze: str | None = None
 
     def validate(self):
         _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}.")
@@ -81,6 +100,26 @@ class TrainConfig:
         _check(0.0 <= self.moving_average_decay < 1.0,
                "train.moving_average_decay must be in [0, 1) (0 disables EMA).")
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1).")
+        _validate_freeze(self.freeze)
+
+
+def _validate_freeze(spec):
+    """Checks ``train.freeze``: a preset, ``re:<regex>``, or none."""
+    if spec is None or spec.strip().lower() in ("", "none"):
+        return
+    if spec.startswith(FREEZE_REGEX_PREFIX):
+        pattern = spec[len(FREEZE_REGEX_PREFIX):]
+        _check(pattern.strip() != "", "train.freeze 're:' needs a regular expression after "
+               "'re:', e.g. 're:efficientnet-b0/blocks_[0-3]/'.")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"train.freeze {spec!r}: invalid regular expression ({error}); "
+                              "fix the pattern after 're:'.") from None
+        return
+    _check(spec in FREEZE_PRESETS,
+           f"train.freeze {spec!r} is not one of {FREEZE_PRESETS}, 'none' or 're:<regex>' "
+           "(a regular expression matched from the start of variable paths).")
 
 
 @dataclasses.dataclass(frozen=True)

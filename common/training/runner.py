@@ -13,11 +13,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common.checkpoints import restore_for_inference
+from common.checkpoints import restore_for_inference, restore_with_report
 from common.config import ConfigError, build_network, dump_config, family_of
 from common.training.checkpoints import CheckpointState
 from common.training.distribution import SingleProcess
 from common.training.ema import ExponentialMovingAverage
+from common.training.freeze import apply_freeze
 from common.training.logger import MetricLogger
 from common.training.loop import TrainingLoop
 from common.training.optimizers import build_optimizer, decayed_variables
@@ -113,6 +114,16 @@ def train(config, options=None, distribution=None):
     # Variables of the model, optimizer, EMA and step are created on every replica.
     with distribution.scope():
         model = build_network(config)
+        resuming = options.resume and has_checkpoint
+        # Weights first, then freezing: both before the optimizer, L2 term and EMA
+        # are built, so those only ever see the trainable variables / loaded values.
+        restored = None
+        if options.init_checkpoint and not resuming:
+            restored = restore_with_report(model, options.init_checkpoint, use_ema=True,
+                                           skip_mismatch=True)
+        frozen = apply_freeze(model, config)
+        if restored is not None or train_cfg.freeze:
+            _log_fine_tuning_start(model, options.init_checkpoint, restored, frozen)
 
         global_batch = train_cfg.batch_size * distribution.size * train_cfg.grad_accum_steps
         if train_cfg.steps_per_epoch:
@@ -142,13 +153,8 @@ def train(config, options=None, distribution=None):
         state = CheckpointState(runtime.model_dir, model, optimizer, ema,
                                 max_to_keep=runtime.keep_checkpoint_max,
                                 is_chief=distribution.is_chief, step=step.global_step)
-        if options.resume and has_checkpoint:
+        if resuming:
             state.restore_latest()
-        elif options.init_checkpoint:
-            logging.info("%s", restore_for_inference(model, options.init_checkpoint, use_ema=True,
-                                                     skip_mismatch=True))
-            if ema is not None:
-                ema.reset()
         distribution.broadcast_variables(list(model.weights) + list(optimizer.variables)
                                          + (list(ema.shadows) if ema else []))
 
@@ -199,6 +205,17 @@ def train(config, options=None, distribution=None):
     result.update(steps=state.step, epochs=int(state.epoch.numpy()), history=loop.history,
                   eval=loop.last_eval, model=model, ema=ema)
     return result
+
+
+def _log_fine_tuning_start(model, init_checkpoint, restored, frozen):
+    """One line: loaded / skipped / frozen counts (and batch-norm layers in inference mode)."""
+    if restored is None:
+        loaded = "no --init_checkpoint"
+    else:
+        loaded = (f"loaded {restored.loaded}, skipped {len(restored.skipped)} (other shapes), "
+                  f"missing {len(restored.missing)} of {len(model.weights)} variables from "
+                  f"{init_checkpoint}")
+    logging.info("Fine-tuning start: %s; %s.", loaded, frozen.summary())
 
 
 def _distributed(distribution, make_dataset):
