@@ -60,8 +60,13 @@ class DetectionExperiment:
     def eval_dataset(self, batch_size):
         return self._dataset(self.config.data.val_file_pattern, False, batch_size)
 
-    def evaluate(self, model, dataset, max_steps=None, results_json=None):
-        """COCO metrics of ``model`` (weights already in place) on ``dataset``."""
+    def evaluate(self, model, dataset, max_steps=None, results_json=None, preview=None):
+        """COCO metrics of ``model`` (weights already in place) on ``dataset``.
+
+        ``preview``: optional callable that receives uint8 ``[N, H, 2W, 3]``
+        pictures of the first batch (ground truth left, detections right) for
+        TensorBoard.
+        """
         task = self.task
 
         @tf.function
@@ -75,6 +80,8 @@ class DetectionExperiment:
             if max_steps is not None and step >= max_steps:
                 break
             detections = predict(images, labels["image_scales"])
+            if preview is not None and step == 0:
+                preview(preview_pictures(images, labels, detections))
             groundtruth = None
             if build_gt:
                 groundtruth = {
@@ -100,3 +107,38 @@ class DetectionExperiment:
             {d["image_id"] for d in evaluator.detections})
         return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
                 for k, v in metrics.items()}
+
+
+def preview_pictures(images, labels, detections, max_images=4, min_score=0.3):
+    """Side-by-side pictures of an evaluation batch in the network-input frame.
+
+    Args:
+        images: normalized float ``[B, H, W, 3]`` network inputs.
+        labels: the evaluation labels (``groundtruth_boxes`` / ``groundtruth_classes``
+            in original pixels, padded with -1; ``image_scales`` ``[B]``).
+        detections: post-processed detections in original pixels.
+        max_images: pictures made (the first of the batch).
+        min_score: detections below this are not drawn.
+
+    Returns:
+        uint8 ``[N, H, 2W, 3]``: ground truth left, detections (``class: score``) right.
+    """
+    from common.export.visualize import draw_detections
+    from dataset.preprocessing import MEAN_RGB, STDDEV_RGB
+
+    count = min(max_images, int(images.shape[0]))
+    pixels = images[:count].numpy() * np.array(STDDEV_RGB) + np.array(MEAN_RGB)
+    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    scales = labels["image_scales"].numpy()[:count]
+    pictures = []
+    for i in range(count):
+        gt_boxes = labels["groundtruth_boxes"].numpy()[i]
+        gt_classes = labels["groundtruth_classes"].numpy()[i]
+        real = gt_classes > 0
+        truth, _ = draw_detections(pixels[i], gt_boxes[real] / scales[i], np.ones(int(real.sum())),
+                                gt_classes[real].astype(np.int64), min_score=0.0)
+        found, _ = draw_detections(pixels[i], detections.boxes.numpy()[i] / scales[i],
+                                detections.scores.numpy()[i],
+                                detections.classes.numpy()[i].astype(np.int64), min_score=min_score)
+        pictures.append(np.concatenate([np.asarray(truth), np.asarray(found)], axis=1))
+    return np.stack(pictures)

@@ -84,9 +84,10 @@ class ClassificationExperiment:
         return self._dataset(self.config.data.val_file_pattern, self.config.model.image_size,
                              False, batch_size)
 
-    def evaluate(self, model, dataset, max_steps=None, results_json=None):
-        """Top-1 / top-5 of ``model`` (weights already in place)."""
-        del results_json
+    def evaluate(self, model, dataset, max_steps=None, results_json=None, preview=None):
+        """Top-1 / top-5 of ``model`` (weights already in place). ``results_json``
+        and ``preview`` (TensorBoard examples) are detection-only and ignored."""
+        del results_json, preview
         return self.task.evaluate(model, dataset, max_steps=max_steps,
                                   distribution=self.distribution)
 

@@ -173,8 +173,12 @@ def train(config, options=None, distribution=None):
                                              + (list(ema.shadows) if ema else []))
             results_json = os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json") \
                 if distribution.is_chief else None
+            preview = None
+            if distribution.is_chief and runtime.model_dir:
+                step_now = int(step.global_step.numpy())
+                preview = lambda images: logger.images(step_now, "eval/examples", images)  # noqa: E731
             return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
-                                      results_json)
+                                      results_json, preview)
 
     loop = TrainingLoop(step, state, logger, steps_per_epoch, global_batch,
                         learning_rate_fn=schedule,
@@ -222,12 +226,12 @@ def _distributed(distribution, make_dataset):
     return lambda: distribution.distribute_dataset(make_dataset())
 
 
-def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json):
+def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json, preview=None):
     dataset = experiment.eval_dataset(config.eval.batch_size)
     if ema is not None and config.eval.use_ema:
         with ema.averaged_weights():
-            return experiment.evaluate(model, dataset, max_steps, results_json)
-    return experiment.evaluate(model, dataset, max_steps, results_json)
+            return experiment.evaluate(model, dataset, max_steps, results_json, preview)
+    return experiment.evaluate(model, dataset, max_steps, results_json, preview)
 
 
 def evaluate(config, options=None, distribution=None):

@@ -1,0 +1,66 @@
+"""TensorBoard pictures of evaluation: ground truth next to detections."""
+import pathlib
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.util import event_pb2
+
+from common.config import load_config
+from common.training.runner import RunOptions, train
+from dataset.preprocessing import normalize_detection_image
+from efficientdet.experiment import preview_pictures
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_preview_pictures_show_ground_truth_left_and_detections_right():
+    rng = np.random.RandomState(0)
+    raw = rng.randint(0, 256, size=(2, 32, 40, 3)).astype(np.uint8)
+    images = normalize_detection_image(tf.constant(raw))
+    scale = 2.0  # original pixels per network pixel
+    labels = {
+        "image_scales": tf.constant([scale, scale]),
+        "groundtruth_boxes": tf.constant([[[4, 4, 20, 20], [-1, -1, -1, -1]]] * 2, tf.float32) * scale,
+        "groundtruth_classes": tf.constant([[1, -1]] * 2, tf.float32),
+    }
+    detections = types.SimpleNamespace(
+        boxes=tf.constant([[[10, 20, 30, 38], [0, 0, 5, 5]]] * 2, tf.float32) * scale,
+        scores=tf.constant([[0.9, 0.1]] * 2),  # the second is under min_score
+        classes=tf.constant([[2, 1]] * 2))
+    pictures = preview_pictures(images, labels, detections, max_images=1, min_score=0.3)
+    assert pictures.shape == (1, 32, 80, 3) and pictures.dtype == np.uint8
+    truth, found = pictures[0, :, :40], pictures[0, :, 40:]
+    changed_truth = np.any(truth != raw[0], axis=-1)
+    changed_found = np.any(found != raw[0], axis=-1)
+    # Denormalization restores the input exactly where nothing is drawn.
+    assert changed_truth[25:, 25:].sum() == 0 and changed_found[:8, :8].sum() == 0
+    assert changed_truth[4, 4:21].all()        # ground-truth box edge (network frame)
+    assert changed_found[30, 20:39].all()      # detection box bottom edge
+    assert not changed_found[5, 0:5].any()     # the 0.1 detection is not drawn
+
+
+def _image_tags(model_dir):
+    tags = set()
+    for path in pathlib.Path(model_dir, "tensorboard").rglob("events.out.tfevents*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    tags.add(value.tag)
+    return tags
+
+
+@pytest.mark.slow
+def test_train_and_eval_writes_example_pictures_to_tensorboard(sample_data, tmp_path):
+    config = load_config(str(CONFIGS / "quickstart-detection.yaml"), overrides=[
+        f"data.train_file_pattern={sample_data['train_file_pattern']}",
+        f"data.val_file_pattern={sample_data['val_file_pattern']}",
+        f"data.val_json_file={sample_data['val_json']}",
+        f"model.num_classes={sample_data['num_classes']}",
+        f"runtime.model_dir={tmp_path}",
+        "train.num_epochs=1", "train.steps_per_epoch=2",
+    ])
+    train(config, RunOptions(eval_during_training=True, eval_steps=1))
+    assert "eval/examples" in _image_tags(tmp_path)
