@@ -13,14 +13,20 @@
     # annotated images
     python model_inspect.py --runmode infer --ckpt_path ... --input_image 'imgs/*.jpg' \
         --output_image_dir /tmp/out --min_score_thresh 0.4 --label_map coco
+    # annotated video (needs: pip install opencv-python-headless)
+    python model_inspect.py --runmode infer_video --ckpt_path ... --input_video in.mp4 \
+        --output_video /tmp/out.mp4 --min_score_thresh 0.4
     # timings (network vs end to end; --benchmark_variants fp32,amp,xla,amp+xla)
     python model_inspect.py --runmode benchmark --batch_sizes 1,8 --output_json bench.json
 
-``--saved_model_dir`` runs ``infer`` / ``benchmark`` on an exported SavedModel and
-``--tflite_path`` runs ``benchmark`` on a TFLite file instead of a checkpoint.
-TFLite and ONNX files take uint8 images of exactly the network size. An int8
-TFLite detector carries no NMS (TensorFlow 2.18's int8 calibrator crashes on
-its loop): it returns the raw head outputs (see :mod:`common.export.tflite`).
+``--saved_model_dir`` runs ``infer`` / ``infer_video`` / ``benchmark`` on an exported
+SavedModel and ``--tflite_path`` runs ``benchmark`` on a TFLite file instead of a
+checkpoint.
+TFLite and ONNX files take uint8 images of exactly the network size. A TFLite
+file has a dynamic batch unless ``--batch_size`` is given; an int8 detector
+always gets a static one (1 by default) so that its NMS is built without a
+``WHILE`` loop (TensorFlow 2.18's int8 calibrator crashes on loops) and stays
+in the file (see :mod:`common.export.tflite`).
 Errors a user can cause (paths, images, configs, checkpoints, impossible
 exports) end with one message and exit code 2.
 """
@@ -33,7 +39,7 @@ from absl import app, flags, logging
 from common.config import ConfigError, build_network, load_config
 
 FLAGS = flags.FLAGS
-RUNMODES = ["stats", "saved_model", "tflite", "onnx", "infer", "benchmark"]
+RUNMODES = ["stats", "saved_model", "tflite", "onnx", "infer", "infer_video", "benchmark"]
 flags.DEFINE_enum("runmode", "stats", RUNMODES, "What to do.")
 flags.DEFINE_string("model_name", None, "Model to inspect (default: the config's, else "
                     "efficientdet-d0).")
@@ -53,11 +59,14 @@ flags.DEFINE_string("file_pattern", None, "TFRecords for int8 calibration, e.g. 
 flags.DEFINE_integer("num_calibration_steps", 20, "Images used for int8 calibration.")
 flags.DEFINE_string("input_image", None, "Image file or glob (infer; int8 calibration; benchmark).")
 flags.DEFINE_string("output_image_dir", None, "infer: where annotated images are written.")
+flags.DEFINE_string("input_video", None, "infer_video: video file to run the detector on.")
+flags.DEFINE_string("output_video", None, "infer_video: annotated video (.mp4 or .avi).")
 flags.DEFINE_string("label_map", None, "'coco' or a yaml / json / txt id→name file.")
 flags.DEFINE_float("min_score_thresh", 0.4, "infer: smallest score drawn.")
 flags.DEFINE_integer("max_boxes_to_draw", 100, "infer: most boxes drawn per image.")
 flags.DEFINE_integer("batch_size", None,
-                     "benchmark: a single batch size (overrides --batch_sizes).")
+                     "benchmark: a single batch size (overrides --batch_sizes); tflite: the "
+                     "file's static batch size (default dynamic, int8 detectors 1).")
 flags.DEFINE_string("batch_sizes", "1,8", "benchmark: comma-separated batch sizes.")
 flags.DEFINE_integer("warmup_runs", 5, "benchmark: untimed calls per row.")
 flags.DEFINE_integer("bench_runs", 20, "benchmark: timed calls per row.")
@@ -141,19 +150,22 @@ def run_tflite(config):
         samples = tflite.representative_images(module.image_size, FLAGS.file_pattern,
                                                FLAGS.input_image, FLAGS.num_calibration_steps)
     include = True if FLAGS.include_postprocess is None else FLAGS.include_postprocess
-    flatbuffer = tflite.convert_to_tflite(module, FLAGS.quantize, samples, include)
+    flatbuffer = tflite.convert_to_tflite(module, FLAGS.quantize, samples, include,
+                                          batch_size=FLAGS.batch_size)
+    batch = tflite.static_batch_size(module, FLAGS.quantize, include, FLAGS.batch_size)
     suffix = "" if FLAGS.quantize == "none" else f"_{FLAGS.quantize}"
     path = FLAGS.tflite_path or _default_path(config, "tflite", suffix)
     tflite.write_tflite(flatbuffer, path)
     ops = tflite.op_counts(flatbuffer)
     non_builtin = sorted(op for op in ops if op.startswith(("CUSTOM", "Flex")))
-    with_post = tflite.includes_postprocess(module, FLAGS.quantize, include)
     print(f"TFLite ({FLAGS.quantize}) written to {path}: {len(flatbuffer) / 2**20:.2f} MiB, "
-          f"post-processing {'included' if with_post else 'NOT included (raw outputs)'}")
+          f"batch size {batch or 'dynamic'}, "
+          f"post-processing {'included' if include else 'NOT included (raw outputs)'}")
     print("ops: " + ", ".join(f"{name} x{count}" for name, count in sorted(ops.items())))
     if non_builtin:
         raise tflite.ExportError(f"Non-builtin ops in the TFLite model: {non_builtin}.")
     _write_json({"path": path, "bytes": len(flatbuffer), "quantize": FLAGS.quantize,
+                 "batch_size": batch, "include_postprocess": include,
                  "ops": dict(sorted(ops.items()))})
 
 
@@ -176,19 +188,40 @@ def _predictor(config):
 
 def run_infer(config):
     from common.export.infer import annotate, load_inputs
-    from common.export.label_map import load_label_map
 
     output_dir = _require("output_image_dir")
-    detection = config.task == "detection"
-    coco = detection and config.model.num_classes == 90
-    label_spec = FLAGS.label_map or ("coco" if coco else None)
-    label_map = load_label_map(label_spec, first_id=1 if detection else 0)
+    label_map = _label_map(config)
     files, images = load_inputs(FLAGS.input_image)  # bad inputs fail before the model is built
     records = annotate(_predictor(config), files, images, output_dir, label_map,
                        FLAGS.min_score_thresh, FLAGS.max_boxes_to_draw)
     for record in records:
         print(f"{record['input']} -> {record['output']} ({record['drawn']} drawn)")
     _write_json(records)
+
+
+def _label_map(config):
+    from common.export.label_map import load_label_map
+
+    detection = config.task == "detection"
+    coco = detection and config.model.num_classes == 90
+    return load_label_map(FLAGS.label_map or ("coco" if coco else None),
+                          first_id=1 if detection else 0)
+
+
+def run_infer_video(config):
+    from common.export.video import annotate_video, import_cv2
+
+    input_video, output_video = _require("input_video"), _require("output_video")
+    import_cv2()  # a missing OpenCV fails before the model is built
+    if not os.path.isfile(input_video):
+        raise FileNotFoundError(f"--input_video {input_video!r} does not exist.")
+    record = annotate_video(_predictor(config), input_video, output_video, _label_map(config),
+                            FLAGS.min_score_thresh, FLAGS.max_boxes_to_draw)
+    print(f"{record['input']} -> {record['output']}: {record['frames']} frames "
+          f"{record['width']}x{record['height']}, {record['frames_per_second']:.2f} frames/second "
+          f"end to end (decode + model + draw + encode), "
+          f"{record['model_frames_per_second']:.2f} frames/second in the model")
+    _write_json(record)
 
 
 def run_benchmark(config):
@@ -218,6 +251,9 @@ def run_benchmark(config):
     _write_json(benchmark.report(results, model_name=config.model.name, format=fmt,
                                  image_size=list(config.model.image_size),
                                  batch_sizes=batch_sizes,
+                                 variant_definitions={
+                                     r.variant: benchmark_targets.VARIANT_DEFINITIONS[r.variant]
+                                     for r in results},
                                  checkpoint=FLAGS.ckpt_path or FLAGS.saved_model_dir
                                  or FLAGS.tflite_path))
 

@@ -5,8 +5,9 @@ Training (as the official recipes): Inception-style random resized crop
 fits; Szegedy et al. 2015, "Going deeper with convolutions"), resize, random
 horizontal flip, optional RandAugment (:mod:`dataset.randaugment`),
 normalisation, one-hot labels, optional label smoothing, then batch-level
-MixUp / CutMix (:mod:`dataset.mixing`). Evaluation: :func:`~dataset.preprocessing.center_crop`
-(the official crop padding of 32) and normalisation.
+MixUp / CutMix (:mod:`dataset.mixing`). Evaluation: :func:`~dataset.preprocessing.preprocess_classification_image`
+(the official rule: center crop with padding 32 below 320 pixels, plain resize
+from 320 up; V1's ``imagenet_mean_std`` always crops) and normalisation.
 
 The strengths (``randaug_magnitude``, ``mixup_alpha``, ``cutmix_alpha``) and
 ``image_size`` are plain arguments so that the progressive-resizing schedule of
@@ -113,8 +114,8 @@ class ClassificationExampleProcessor:
             encoded = tf.identity(parsed["encoded"])
         if not self.is_training:
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image = preprocessing.center_crop(tf.ensure_shape(image, [None, None, 3]), self.image_size)
-            return preprocessing.normalize_classification_image(image, self.method), label
+            image = tf.ensure_shape(image, [None, None, 3])
+            return preprocessing.preprocess_classification_image(image, self.image_size, self.method), label
         seeds = tf.random.experimental.stateless_split(seed, 3)
         image = tf.image.resize(decode_random_crop(encoded, seeds[0]), self.image_size)
         image = tf.ensure_shape(image, [*self.image_size, 3])

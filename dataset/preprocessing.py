@@ -23,6 +23,7 @@ MEAN_RGB = (123.675, 116.28, 103.53)
 STDDEV_RGB = (58.395, 57.12, 57.375)
 CLASSIFICATION_METHODS = ("scale_128", "imagenet_mean_std")
 CROP_PADDING = 32
+NO_CROP_FROM = 320  # official V2 evaluation: plain resize, no center crop, from this size up
 
 ImageSize = Union[int, Sequence[int]]
 
@@ -143,11 +144,40 @@ def center_crop(image: tf.Tensor, image_size: ImageSize, crop_padding: int = CRO
     return tf.ensure_shape(resized, [out_h, out_w, image.shape[-1]])
 
 
+def uses_center_crop(image_size: ImageSize, method: str = "scale_128") -> bool:
+    """The official evaluation crop rule: EfficientNetV2 (``scale_128``) crops
+    only below :data:`NO_CROP_FROM` pixels and plainly resizes from there up;
+    the EfficientNet V1 recipe (``imagenet_mean_std``) always crops."""
+    return method == "imagenet_mean_std" or min(_size(image_size)) < NO_CROP_FROM
+
+
+def eval_resize(image: tf.Tensor, image_size: ImageSize, method: str = "scale_128",
+                crop=None) -> tf.Tensor:
+    """Evaluation geometry of a classifier: :func:`center_crop` or a plain resize.
+
+    Args:
+        image: ``[h, w, 3]``, values 0–255.
+        image_size: output ``(height, width)`` or an int.
+        method: the normalization name (selects the crop rule).
+        crop: force the center crop on/off; None = :func:`uses_center_crop`.
+
+    Returns:
+        float32 ``[height, width, 3]``, values 0–255.
+    """
+    if crop is None:
+        crop = uses_center_crop(image_size, method)
+    if crop:
+        return center_crop(image, image_size)
+    out_h, out_w = _size(image_size)
+    resized = tf.image.resize(tf.cast(image, tf.float32), [out_h, out_w])
+    return tf.ensure_shape(resized, [out_h, out_w, image.shape[-1]])
+
+
 def preprocess_classification_image(image: tf.Tensor, image_size: ImageSize,
-                                    method: str = "scale_128") -> tf.Tensor:
-    """Evaluation/serving preprocessing of a classifier: :func:`center_crop`, then normalise.
+                                    method: str = "scale_128", crop=None) -> tf.Tensor:
+    """Evaluation/serving preprocessing of a classifier: :func:`eval_resize`, then normalise.
 
     Returns:
         float32 ``[height, width, 3]``.
     """
-    return normalize_classification_image(center_crop(image, image_size), method)
+    return normalize_classification_image(eval_resize(image, image_size, method, crop), method)

@@ -124,13 +124,17 @@ class DetectionInference(InferenceModule):
             raw[f"box_outputs_p{level}"] = tf.cast(box, tf.float32)
         return raw
 
-    def postprocess(self, raw, side_info):
-        """Raw outputs + ``[B]`` scale-to-original → detections dict (module docstring)."""
+    def postprocess(self, raw, side_info, unroll=False):
+        """Raw outputs + ``[B]`` scale-to-original → detections dict (module docstring).
+
+        ``unroll``: the loop-free NMS graph (static batch size), see
+        :func:`efficientdet.postprocess.postprocess`.
+        """
         det = postprocess(
             [raw[f"class_outputs_p{level}"] for level in self.levels],
             [raw[f"box_outputs_p{level}"] for level in self.levels],
             self.anchor_boxes, self.image_size, self.num_classes,
-            image_scales=side_info, **self.nms,
+            image_scales=side_info, unroll=unroll, **self.nms,
         )
         return {
             "detection_boxes": det.boxes,

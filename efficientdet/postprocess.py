@@ -34,6 +34,14 @@ Modes (the official names ``gaussian`` and ``hard`` are accepted as aliases):
 * ``combined``: ``tf.image.combined_non_max_suppression`` on all classes of
   each anchor (an anchor may yield several classes). Clipped.
 
+**Unrolled form** (``unroll=True``): the same modes without any ``WHILE``
+op. ``tf.map_fn`` over the images (and, for ``per_class``, over the classes)
+becomes a Python loop over a *static* batch size, so the graph holds one
+builtin NMS op per image (per class). TensorFlow 2.18's TFLite int8
+calibrator crashes on ``WHILE`` loops; this form lets an int8 TFLite detector
+keep its NMS in the file. The results are identical (same kernels, same
+order); only the graph differs.
+
 Outputs: boxes ``[B, D, 4]`` ``(ymin, xmin, ymax, xmax)``, scores ``[B, D]``,
 1-based int32 classes ``[B, D]``, int32 ``num_detections`` ``[B]``, sorted by
 score; rows past ``num_detections`` are all zero.
@@ -80,7 +88,8 @@ def merge_level_outputs(class_outputs: LevelOutputs, box_outputs: LevelOutputs, 
         float32 logits ``[B, N, num_classes]`` and codes ``[B, N, 4]``.
     """
     class_outputs, box_outputs = _ordered(class_outputs), _ordered(box_outputs)
-    batch = tf.shape(class_outputs[0])[0]
+    # A static batch stays static (the unrolled post-processing loops over it).
+    batch = class_outputs[0].shape[0] or tf.shape(class_outputs[0])[0]
     logits = [tf.reshape(tf.cast(c, tf.float32), [batch, -1, num_classes]) for c in class_outputs]
     codes = [tf.reshape(tf.cast(b, tf.float32), [batch, -1, 4]) for b in box_outputs]
     return tf.concat(logits, 1), tf.concat(codes, 1)
@@ -97,7 +106,24 @@ def _zero_padding(det: Detections) -> Detections:
     )
 
 
-def _single_class_nms(boxes, scores, classes, max_detections, iou_threshold, score_threshold, soft_sigma):
+def _map_images(fn, elems, spec, unroll):
+    """``fn`` over the leading axis of ``elems``: ``tf.map_fn``, or with ``unroll`` a
+    Python loop (the axis must then be static), results stacked either way."""
+    if not unroll:
+        return tf.map_fn(fn, elems, fn_output_signature=spec)
+    size = elems[0].shape[0] if isinstance(elems, tuple) else elems.shape[0]
+    if size is None:
+        raise ValueError("postprocess(unroll=True) needs a static batch size; export with a "
+                         "fixed batch (e.g. model_inspect.py --batch_size 1) or use unroll=False.")
+    if isinstance(elems, tuple):
+        results = [fn(tuple(e[i] for e in elems)) for i in range(size)]
+    else:
+        results = [fn(elems[i]) for i in range(size)]
+    return tuple(tf.stack(parts) for parts in zip(*results))
+
+
+def _single_class_nms(boxes, scores, classes, max_detections, iou_threshold, score_threshold,
+                      soft_sigma, unroll=False):
     """Class-agnostic (soft-)NMS per image. ``boxes [B, K, 4]``, ``scores [B, K]``."""
 
     def one_image(args):
@@ -119,11 +145,12 @@ def _single_class_nms(boxes, scores, classes, max_detections, iou_threshold, sco
         tf.TensorSpec([max_detections], tf.int32),
         tf.TensorSpec([], tf.int32),
     )
-    return tf.map_fn(one_image, (boxes, scores, classes), fn_output_signature=spec)
+    return _map_images(one_image, (boxes, scores, classes), spec, unroll)
 
 
 def _per_class_soft_nms(
-    boxes, scores, classes, num_classes, max_detections, iou_threshold, score_threshold, sigma
+    boxes, scores, classes, num_classes, max_detections, iou_threshold, score_threshold, sigma,
+    unroll=False,
 ):
     """Soft-NMS inside each class, then the top ``max_detections`` of all classes.
 
@@ -148,14 +175,15 @@ def _per_class_soft_nms(
             real = tf.range(max_detections) < valid
             return idx, tf.where(real, kept, float("-inf")), valid
 
-        idx, kept, valid = tf.map_fn(
+        idx, kept, valid = _map_images(
             one_class,
             tf.range(num_classes, dtype=tf.int32),
-            fn_output_signature=(
+            (
                 tf.TensorSpec([max_detections], tf.int32),
                 tf.TensorSpec([max_detections], tf.float32),
                 tf.TensorSpec([], tf.int32),
             ),
+            unroll,
         )
         top_scores, order = tf.math.top_k(tf.reshape(kept, [-1]), k=max_detections, sorted=True)
         picked = tf.gather(tf.reshape(idx, [-1]), order)
@@ -169,7 +197,7 @@ def _per_class_soft_nms(
         tf.TensorSpec([max_detections], tf.int32),
         tf.TensorSpec([], tf.int32),
     )
-    return tf.map_fn(one_image, (boxes, scores, classes), fn_output_signature=spec)
+    return _map_images(one_image, (boxes, scores, classes), spec, unroll)
 
 
 def _combined_nms(boxes, scores, max_detections, iou_threshold, score_threshold):
@@ -200,6 +228,7 @@ def postprocess(
     iou_threshold: float = 0.5,
     score_threshold: Optional[float] = None,
     sigma: float = 0.5,
+    unroll: bool = False,
 ) -> Detections:
     """Raw head outputs → final detections (see the module docstring).
 
@@ -220,6 +249,8 @@ def postprocess(
             (0.001 for the soft-NMS modes ``global`` and ``per_class``, no
             threshold for the others).
         sigma: Gaussian soft-NMS sigma in the paper's convention (soft modes).
+        unroll: build the loop-free form (module docstring); needs a static
+            batch size. ``per_class_hard`` / ``combined`` have no loop anyway.
 
     Returns:
         A :class:`Detections` of static shapes ``[B, max_detections, 4]``,
@@ -251,13 +282,15 @@ def postprocess(
         classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
         soft_sigma = sigma if mode == "global" else 0.0
         out_boxes, out_scores, out_classes, valid = _single_class_nms(
-            boxes, scores, classes, max_detections, iou_threshold, score_threshold, soft_sigma
+            boxes, scores, classes, max_detections, iou_threshold, score_threshold, soft_sigma,
+            unroll,
         )
     elif mode == "per_class":
         scores = tf.sigmoid(tf.reduce_max(logits, axis=-1))
         classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
         out_boxes, out_scores, out_classes, valid = _per_class_soft_nms(
-            boxes, scores, classes, num_classes, max_detections, iou_threshold, score_threshold, sigma
+            boxes, scores, classes, num_classes, max_detections, iou_threshold, score_threshold, sigma,
+            unroll,
         )
     elif mode == "per_class_hard":
         best = tf.one_hot(tf.argmax(logits, axis=-1), num_classes, on_value=True, off_value=False)

@@ -5,7 +5,7 @@ The evaluation preprocessing of the official EfficientNetV2 code (Tan & Le
 never subclassed), built from the shared functions of
 :mod:`dataset.preprocessing`:
 
-1. **center crop + resize** (:func:`dataset.preprocessing.center_crop`): the
+1. **center crop + resize** (:func:`dataset.preprocessing.eval_resize`): the
    central window of ``n / (n + 32)`` of the shorter side (``n`` = the
    network's shorter side), with the network's aspect ratio, resized to the
    network size. The official V2 evaluation crops only below 320 pixels and
@@ -25,16 +25,10 @@ import tensorflow as tf
 from common.export.module import InferenceModule, fold_batch, unfold_batch
 from dataset.preprocessing import (
     CLASSIFICATION_METHODS,
-    center_crop,
+    eval_resize,
     normalize_classification_image,
+    uses_center_crop,
 )
-
-NO_CROP_FROM = 320  # official V2 evaluation: no center crop at this size and above
-
-
-def uses_center_crop(image_size, normalization):
-    """The official crop rule (module docstring)."""
-    return normalization == "imagenet_mean_std" or min(image_size) < NO_CROP_FROM
 
 
 def classification_preprocess(images, image_size, normalization="scale_128", crop=None):
@@ -57,10 +51,7 @@ def classification_preprocess(images, image_size, normalization="scale_128", cro
     images = tf.convert_to_tensor(images)
     batched = images.shape.rank == 4
     pixels = fold_batch(images) if batched else images
-    if crop:
-        pixels = center_crop(pixels, image_size)
-    else:
-        pixels = tf.image.resize(tf.cast(pixels, tf.float32), tuple(image_size))
+    pixels = eval_resize(pixels, image_size, normalization, crop)
     if batched:
         pixels = unfold_batch(pixels, tf.shape(images)[0])
     return normalize_classification_image(pixels, normalization)
@@ -111,8 +102,8 @@ class ClassifierInference(InferenceModule):
         """Normalized ``[B, h, w, 3]`` → ``{"logits": [B, C]}`` float32."""
         return {"logits": tf.cast(self.network(normalized, training=False), tf.float32)}
 
-    def postprocess(self, raw, side_info):
-        del side_info  # classification needs no geometry
+    def postprocess(self, raw, side_info, unroll=False):
+        del side_info, unroll  # no geometry, no loops
         logits = raw["logits"]
         probabilities = tf.nn.softmax(logits, axis=-1)
         top_probabilities, top_classes = tf.math.top_k(probabilities, k=self.top_k)

@@ -8,6 +8,7 @@
   SavedModel, a TFLite or an ONNX file;
 * :mod:`common.export.infer`, :mod:`common.export.visualize`,
   :mod:`common.export.label_map` — annotated images;
+* :mod:`common.export.video` — annotated videos (OpenCV, optional);
 * :mod:`common.export.benchmark` — timings.
 
 Like the rest of ``common`` it imports nothing from the model packages; the

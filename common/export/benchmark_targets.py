@@ -14,6 +14,15 @@ import tensorflow as tf
 from common.export.errors import ExportError
 
 VARIANTS = ("fp32", "amp", "xla", "amp+xla")
+VARIANT_DEFINITIONS = {
+    "fp32": "float32 network, graph mode (tf.function), no XLA",
+    "amp": "mixed_float16 network (float16 compute, float32 variables and outputs)",
+    "xla": "float32 network compiled with XLA (jit_compile=True); pre/post-processing not",
+    "amp+xla": "mixed_float16 network compiled with XLA",
+    "saved_model": "the exported SavedModel's raw_outputs / serving_default signatures",
+    "tflite": "the TFLite file in tf.lite.Interpreter (default threads); a file with a "
+              "static batch size is called once per chunk of that size",
+}
 
 
 def parse_variants(text):

@@ -16,6 +16,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+POSTPROCESS_SCOPE = "postprocess"  # name scope of the post-processing ops (int8 keeps them float)
+
+
 class _Untracked:
     """Hides an object from ``tf.Module`` tracking (only its variables are saved)."""
 
@@ -95,15 +98,22 @@ class InferenceModule(tf.Module):
         """Normalized ``[B, h, w, 3]`` → dict of the network's raw output tensors."""
         raise NotImplementedError
 
-    def postprocess(self, raw, side_info):
-        """Raw outputs + ``[B]`` side information → dict of final outputs."""
+    def postprocess(self, raw, side_info, unroll=False):
+        """Raw outputs + ``[B]`` side information → dict of final outputs.
+
+        ``unroll``: build it without ``WHILE`` loops (Python loops over a static
+        batch), for TFLite int8 calibration; the outputs are the same.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------- pipelines
-    def __call__(self, images):
-        """End to end: ``[B, H, W, 3]`` images of one size → final outputs dict."""
+    def __call__(self, images, unroll=False):
+        """End to end: ``[B, H, W, 3]`` images of one size → final outputs dict
+        (``unroll``: see :meth:`postprocess`; needs a static batch size)."""
         normalized, side_info = self.preprocess_batch(images)
-        return self.postprocess(self.raw_outputs(normalized), side_info)
+        raw = self.raw_outputs(normalized)
+        with tf.name_scope(POSTPROCESS_SCOPE):
+            return self.postprocess(raw, side_info, unroll=unroll)
 
     def preprocess_encoded(self, encoded):
         """``[B]`` encoded image strings (any sizes) → normalized batch, side info."""
@@ -160,7 +170,9 @@ class InferenceModule(tf.Module):
         """A concrete function over uint8 images of exactly the network size.
 
         With static height and width, the letterbox / crop arithmetic folds to
-        constants, which TFLite and ONNX converters need.
+        constants, which TFLite and ONNX converters need. With a static
+        ``batch_size`` the post-processing is built unrolled (no ``WHILE`` op,
+        see :meth:`postprocess`).
 
         Args:
             batch_size: static batch size, or None for a dynamic one.
@@ -168,7 +180,8 @@ class InferenceModule(tf.Module):
         """
         height, width = self.image_size
         if include_postprocess:
-            fn = tf.function(lambda images: self(images))
+            unroll = batch_size is not None
+            fn = tf.function(lambda images: self(images, unroll=unroll))
         else:
             fn = tf.function(lambda images: self.raw_outputs(self.preprocess_batch(images)[0]))
         return fn.get_concrete_function(

@@ -80,9 +80,11 @@ class SavedModelPredictor:
 class TFLitePredictor:
     """A TFLite file written by ``model_inspect.py --runmode tflite``.
 
-    Its input is uint8 ``[B, h, w, 3]`` at the network size. A file without
-    post-processing (an int8 detector, or ``--noinclude_postprocess``) returns
-    raw outputs; given ``postprocess_module`` (the wrapper of the same config),
+    Its input is uint8 ``[B, h, w, 3]`` at the network size. A file with a
+    static batch size (``fixed_batch_size``; int8 detectors) is called in
+    chunks of that size, the last chunk padded by repeating its final image.
+    A file without post-processing (``--noinclude_postprocess``) returns raw
+    outputs; given ``postprocess_module`` (the wrapper of the same config),
     the predictor applies its post-processing in TensorFlow so that callers get
     final outputs either way.
 
@@ -106,6 +108,8 @@ class TFLitePredictor:
         self.interpreter = self._new_interpreter()
         detail = self.interpreter.get_input_details()[0]
         self.image_size = tuple(int(s) for s in detail["shape_signature"][1:3])
+        batch = int(detail["shape_signature"][0])
+        self.fixed_batch_size = batch if batch > 0 else None
         self._batch = None
         self.runner = None
         keys = set(self.interpreter.get_signature_list()["serving_default"]["outputs"])
@@ -121,6 +125,17 @@ class TFLitePredictor:
 
     def _run(self, images):
         images = np.asarray(images, np.uint8)
+        fixed = self.fixed_batch_size
+        if fixed is not None and images.shape[0] != fixed:
+            count = images.shape[0]
+            chunks = []
+            for start in range(0, count, fixed):
+                chunk = images[start:start + fixed]
+                pad = fixed - chunk.shape[0]
+                if pad:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+                chunks.append(self._run(chunk))
+            return {k: np.concatenate([c[k] for c in chunks])[:count] for k in chunks[0]}
         if self._batch != images.shape[0]:
             # A fresh interpreter per batch size: resizing one that has already run
             # gave wrong outputs (TF 2.18, XNNPACK) for this model family.

@@ -49,3 +49,25 @@ def test_center_crop_official_fraction():
     left = (400 - round(crop) + 1) // 2
     assert out[0, 0, 0] == pytest.approx(left, abs=1.0)
     assert out[0, -1, 0] == pytest.approx(left + crop - 1, abs=1.0)
+
+
+@pytest.mark.parametrize("size,method,cropped", [
+    (224, "scale_128", True),             # V2 below 320: center crop
+    (384, "scale_128", False),            # V2 from 320 up: plain resize of the whole image
+    (384, "imagenet_mean_std", True),     # V1 recipe: always crops
+])
+def test_classification_eval_follows_the_official_crop_rule(size, method, cropped):
+    from dataset.preprocessing import preprocess_classification_image, uses_center_crop
+
+    assert uses_center_crop(size, method) == cropped
+    image = np.zeros((400, 400, 3), np.float32)
+    image[:, :, 0] = np.arange(400)[None, :]  # column index
+    out = preprocess_classification_image(tf.constant(image), size, method).numpy()
+    assert out.shape == (size, size, 3)
+    # Undo the normalisation of the first channel to read the source column back.
+    first_column = out[0, 0, 0] * 128.0 + 128.0 if method == "scale_128" else out[0, 0, 0] * 58.395 + 123.675
+    if cropped:
+        left = (400 - round(size / (size + 32) * 400) + 1) // 2
+        assert first_column == pytest.approx(left, abs=1.0)
+    else:
+        assert first_column == pytest.approx(0.0, abs=1.0)

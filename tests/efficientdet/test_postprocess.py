@@ -200,3 +200,48 @@ def test_official_d0_detections(mode):
     np.testing.assert_allclose(det.boxes.numpy(), expected[f"{mode}_boxes"], atol=1e-2, rtol=0)
     np.testing.assert_allclose(det.scores.numpy(), expected[f"{mode}_scores"], atol=1e-4, rtol=0)
     np.testing.assert_array_equal(det.classes.numpy(), expected[f"{mode}_classes"].astype(np.int32))
+
+
+@pytest.mark.parametrize("mode", ["global", "global_hard", "per_class"])
+def test_unrolled_form_has_no_loop_and_equals_map_fn_form(mode):
+    logits, codes, anchors = _random_case(7)
+    spec = tf.TensorSpec(logits.shape, tf.float32)  # static batch of 2
+    fn = tf.function(lambda c, b: postprocess([c], [b], anchors, SIZE, 4, mode=mode, unroll=True),
+                     input_signature=[spec, spec])
+    ops = {op.type for op in fn.get_concrete_function().graph.get_operations()}
+    assert not ops & {"While", "StatelessWhile"}, ops
+    looped = postprocess([logits], [codes], anchors, SIZE, 4, mode=mode)
+    for got, want in zip(fn(logits, codes), looped):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    _check_against_reference(fn(logits, codes), logits, codes, anchors, mode)
+
+
+def test_unrolled_form_needs_a_static_batch():
+    logits, codes, anchors = _random_case(8)
+    spec = tf.TensorSpec([None, *logits.shape[1:]], tf.float32)
+    fn = tf.function(lambda c, b: postprocess([c], [b], anchors, SIZE, 4, unroll=True),
+                     input_signature=[spec, spec])
+    with pytest.raises(ValueError, match="static batch size.*--batch_size 1"):
+        fn.get_concrete_function()
+
+
+@pytest.mark.parametrize("mode", ["global", "global_hard"])
+def test_unrolled_official_d0_detections(mode):
+    # The loop-free form (what an int8 TFLite detector carries) against the official
+    # detections of the fixture raw outputs, traced with a static batch as in the export.
+    root = FIXTURES / "effdet_d0"
+    if not (root / "raw_outputs.npz").exists():
+        pytest.skip(f"official fixtures not found under {root} (needs /work/shared/fixtures/automl)")
+    raw, expected = np.load(root / "raw_outputs.npz"), np.load(root / "detections.npz")
+    cls = [tf.constant(raw[f"class_l{l}"]) for l in range(3, 8)]
+    box = [tf.constant(raw[f"box_l{l}"]) for l in range(3, 8)]
+    anchors = generate_anchors(512)
+    fn = tf.function(lambda c, b: postprocess(c, b, anchors, 512, num_classes=90, mode=mode,
+                                              unroll=True))
+    det = fn(cls, box)
+    ops = {op.type for op in fn.get_concrete_function(cls, box).graph.get_operations()}
+    assert "NonMaxSuppressionV5" in ops and not ops & {"While", "StatelessWhile"}
+    np.testing.assert_array_equal(det.num_detections.numpy(), expected[f"{mode}_valid"])
+    np.testing.assert_allclose(det.boxes.numpy(), expected[f"{mode}_boxes"], atol=1e-2, rtol=0)
+    np.testing.assert_allclose(det.scores.numpy(), expected[f"{mode}_scores"], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(det.classes.numpy(), expected[f"{mode}_classes"].astype(np.int32))

@@ -70,6 +70,7 @@ def test_benchmark_json_has_the_fields(tmp_path):
     report = json.loads(out_json.read_text())
     assert report["format"] == "keras" and report["batch_sizes"] == [1, 2]
     assert "warmup" in report["methodology"] and report["environment"]["tensorflow"]
+    assert set(report["variant_definitions"]) == {"fp32"}
     rows = report["results"]
     assert {(r["variant"], r["part"], r["batch_size"]) for r in rows} == {
         ("fp32", part, b) for part in ("network", "end_to_end") for b in (1, 2)}
@@ -94,6 +95,8 @@ def test_benchmark_compares_amp_and_xla_variants(tmp_path):
     rows = json.loads(out_json.read_text())["results"]
     assert {r["variant"] for r in rows} == {"fp32", "amp", "xla", "amp+xla"}
     assert len(rows) == 8
+    definitions = json.loads(out_json.read_text())["variant_definitions"]
+    assert "mixed_float16" in definitions["amp"] and "XLA" in definitions["xla"]
 
 
 @pytest.mark.slow
