@@ -39,5 +39,14 @@ test: setup-test
 test-fast: setup-test
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+## Benchmark suite: input pipelines, train steps, inference (writes runs/bench/results.{json,md}).
+.PHONY: bench bench-quick
+bench: setup
+	$(PY) -m benchmarks.run --output_dir runs/bench
+
+## The same with small sizes, about two minutes on a CPU.
+bench-quick: setup
+	$(PY) -m benchmarks.run --quick --output_dir runs/bench-quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info runs/demo

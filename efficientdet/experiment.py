@@ -22,43 +22,22 @@ class DetectionExperiment:
         self.distribution = distribution
         self.task = DetectionTask(config.model)
 
-    def _dataset(self, file_pattern, is_training, batch_size, seed=None):
-        from dataset.detection_input import build_detection_dataset
+    def _dataset(self, is_training, batch_size, seed=None):
+        """The config's train/val pipeline, this process's shard."""
+        from dataset.detection_input import detection_dataset_from_config
 
-        model, data = self.config.model, self.config.data
-        return build_detection_dataset(
-            file_pattern,
-            image_size=model.image_size,
-            is_training=is_training,
-            batch_size=batch_size,
-            min_level=model.min_level,
-            max_level=model.max_level,
-            num_scales=model.num_scales,
-            aspect_ratios=model.aspect_ratios,
-            anchor_scale=model.anchor_scale,
-            num_classes=model.num_classes,
-            max_instances_per_image=data.max_instances_per_image,
-            jitter_min=data.jitter_min,
-            jitter_max=data.jitter_max,
-            input_rand_hflip=data.input_rand_hflip,
-            skip_crowd_during_training=data.skip_crowd_during_training,
-            shuffle_buffer=data.shuffle_buffer,
-            num_shards=self.distribution.num_shards,
-            shard_index=self.distribution.shard_index,
-            seed=seed,
-            cache=data.cache,
-            private_threadpool_size=data.private_threadpool_size,
-        )
+        return detection_dataset_from_config(
+            self.config, is_training, batch_size=batch_size,
+            num_shards=self.distribution.num_shards, shard_index=self.distribution.shard_index,
+            seed=seed)
 
     def stages(self, model, num_epochs, batch_size, seed=None):
         """Detection trains in one stage at the model's image size."""
         del model
-        pattern = self.config.data.train_file_pattern
-        return [TrainingStage(0, 0, num_epochs,
-                              lambda: self._dataset(pattern, True, batch_size, seed))]
+        return [TrainingStage(0, 0, num_epochs, lambda: self._dataset(True, batch_size, seed))]
 
     def eval_dataset(self, batch_size):
-        return self._dataset(self.config.data.val_file_pattern, False, batch_size)
+        return self._dataset(False, batch_size)
 
     def evaluate(self, model, dataset, max_steps=None, results_json=None, preview=None):
         """COCO metrics of ``model`` (weights already in place) on ``dataset``.

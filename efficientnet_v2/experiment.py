@@ -22,23 +22,21 @@ class ClassificationExperiment:
         self.distribution = distribution
         self.task = ClassificationTask(config.model.num_classes, config.train.label_smoothing)
 
-    def _dataset(self, file_pattern, image_size, is_training, batch_size, stage=None, seed=None):
-        from dataset.classification_input import build_classification_dataset
+    def _dataset(self, image_size, is_training, batch_size, stage=None, seed=None):
+        """The config's train/val pipeline at ``image_size`` with ``stage``'s strengths."""
+        from dataset.classification_input import classification_dataset_from_config
 
-        model = self.config.model
-        return build_classification_dataset(
-            file_pattern,
+        return classification_dataset_from_config(
+            self.config,
+            is_training,
             image_size=image_size,
-            is_training=is_training,
             batch_size=batch_size,
-            num_classes=model.num_classes,
-            preprocessing=model.preprocessing,
-            randaug_magnitude=(stage.randaug_magnitude or None) if stage else None,
-            mixup_alpha=stage.mixup_alpha if stage else 0.0,
-            cutmix_alpha=stage.cutmix_alpha if stage else 0.0,
             num_shards=self.distribution.num_shards,
             shard_index=self.distribution.shard_index,
             seed=seed,
+            randaug_magnitude=(stage.randaug_magnitude or None) if stage else None,
+            mixup_alpha=stage.mixup_alpha if stage else 0.0,
+            cutmix_alpha=stage.cutmix_alpha if stage else 0.0,
         )
 
     def stages(self, model, num_epochs, batch_size, seed=None):
@@ -59,12 +57,11 @@ class ClassificationExperiment:
             dropout_rate=model_config.dropout_rate,
             base_dropout=progressive.base_dropout,
         )
-        pattern = self.config.data.train_file_pattern
         head = _classification_head(model)
         stages = []
         for stage in schedule:
             def make(stage=stage):
-                return self._dataset(pattern, stage.image_size, True, batch_size, stage, seed)
+                return self._dataset(stage.image_size, True, batch_size, stage, seed)
 
             def enter(stage=stage):
                 if head is not None and head.dropout is not None:
@@ -81,8 +78,7 @@ class ClassificationExperiment:
         return stages
 
     def eval_dataset(self, batch_size):
-        return self._dataset(self.config.data.val_file_pattern, self.config.model.image_size,
-                             False, batch_size)
+        return self._dataset(self.config.model.image_size, False, batch_size)
 
     def evaluate(self, model, dataset, max_steps=None, results_json=None, preview=None):
         """Top-1 / top-5 of ``model`` (weights already in place). ``results_json``

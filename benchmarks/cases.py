@@ -1,0 +1,282 @@
+"""One benchmark case, run in a child process by :mod:`benchmarks.run`.
+
+``python -m benchmarks.cases SPEC.json RESULT.json``: ``SPEC`` says what to
+measure (``kind`` = ``prepare`` | ``input`` | ``train`` | ``infer``); the
+result is written as JSON. Every case reuses the project's own code paths: the
+input pipelines (:mod:`dataset.detection_input`,
+:mod:`dataset.classification_input`, timed by
+:func:`dataset.benchmark_input.measure`), the one train step
+(:class:`common.training.train_step.TrainStep`, fed by the experiment's own
+training dataset) and the inference wrappers and timers of
+:mod:`common.export.benchmark`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _config(spec):
+    from common.config import load_config
+
+    overrides = [f"runtime.use_xla={bool(spec.get('xla'))}",
+                 f"runtime.mixed_precision={bool(spec.get('amp'))}"]
+    if spec["model"].startswith("efficientdet"):
+        recipe = "configs/efficientdet-d0-coco.yaml"
+        overrides += [f"model.image_size={spec['image_size']}"]
+    else:
+        recipe = "configs/efficientnetv2-s-imagenet.yaml"
+        overrides += [f"model.train_image_size={spec['image_size']}",
+                      f"model.image_size={spec['image_size']}"]
+    if spec.get("train_file_pattern"):
+        overrides.append(f"data.train_file_pattern={spec['train_file_pattern']}")
+    if spec.get("batch_size"):
+        overrides.append(f"train.batch_size={spec['batch_size']}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return load_config(os.path.join(root, recipe), overrides=overrides)
+
+
+def _multiply_adds(model, image_size, cache_path, key):
+    """Forward multiply-adds per image (:func:`common.model_stats.count_multiply_adds`),
+    cached across cases because tracing a large model takes a while."""
+    from common.model_stats import count_multiply_adds
+
+    cache = {}
+    if cache_path and os.path.exists(cache_path):
+        with open(cache_path) as handle:
+            cache = json.load(handle)
+    if key not in cache:
+        cache[key] = count_multiply_adds(model, tuple(image_size))
+        if cache_path:
+            with open(cache_path, "w") as handle:
+                json.dump(cache, handle, indent=2)
+    return cache[key]
+
+
+def _set_policy(amp):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16" if amp else "float32")
+
+
+def _device_source(batch):
+    """An endless dataset repeating one batch, placed on the accelerator when there is one."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        dataset = dataset.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, 2))
+    return dataset
+
+
+# --------------------------------------------------------------------------- cases
+
+def prepare(spec):
+    """Generates (or reuses) the synthetic TFRecords every other case reads."""
+    from dataset.make_sample_dataset import make_sample_datasets
+
+    sample = make_sample_datasets(spec["data_dir"], num_train=spec["num_images"], num_val=8,
+                                  image_size=spec["detection_image_size"],
+                                  classification_num_train=spec["num_images"],
+                                  classification_num_val=8,
+                                  classification_image_size=spec["classification_image_size"])
+    return {k: v for k, v in sample.items() if isinstance(v, (str, int, float))}
+
+
+def input_pipeline(spec):
+    """Images/second of one training input pipeline (decode + augment [+ anchor targets])."""
+    from benchmarks.timing import spread
+    from dataset.benchmark_input import measure
+
+    common = dict(seed=None, repeat=True, drop_remainder=True,
+                  private_threadpool_size=spec.get("private_threadpool_size", 0))
+    if spec["pipeline"] == "detection":
+        from dataset.detection_input import build_detection_dataset
+
+        dataset = build_detection_dataset(spec["file_pattern"], spec["image_size"], True,
+                                          spec["batch_size"], num_classes=spec["num_classes"],
+                                          **common)
+    else:
+        from dataset.classification_input import build_classification_dataset
+
+        dataset = build_classification_dataset(
+            spec["file_pattern"], spec["image_size"], True, spec["batch_size"],
+            num_classes=spec["num_classes"], randaug_magnitude=spec.get("randaug_magnitude"),
+            **common)
+    stats = measure(dataset, spec["batch_size"], spec["batches"], spec["warmup"], spec["repeats"])
+    return {"images_per_second": spread(stats["repeats"])}
+
+
+def train(spec):
+    """Images/second of the train step (ours, and optionally Keras' V2-S interleaved)."""
+    import keras
+    import tensorflow as tf
+
+    from common.config import build_network, family_of
+    from common.training.distribution import SingleProcess
+    from common.training.ema import ExponentialMovingAverage
+    from common.training.optimizers import build_optimizer, decayed_variables
+    from common.training.schedules import build_schedule
+    from common.training.train_step import TrainStep
+    from benchmarks.timing import interleaved
+
+    _set_policy(spec.get("amp"))
+    keras.utils.set_random_seed(0)
+    config = _config(spec)
+    train_cfg, batch = config.train, spec["batch_size"]
+    experiment = family_of(config.model.name).make_experiment(config, SingleProcess())
+    model = build_network(config)
+
+    def optimizer_and_ema(network):
+        schedule = build_schedule(train_cfg, 1000, batch)
+        _, no_decay = decayed_variables(network.trainable_variables, train_cfg.weight_decay_exclude)
+        optimizer = build_optimizer(train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
+                                    weight_decay=train_cfg.weight_decay,
+                                    clip_norm=train_cfg.clip_gradients_norm,
+                                    mixed_precision=bool(spec.get("amp")), no_decay_variables=no_decay)
+        ema = (ExponentialMovingAverage(network.weights, train_cfg.moving_average_decay)
+               if train_cfg.moving_average_decay > 0 else None)
+        return optimizer, ema
+
+    optimizer, ema = optimizer_and_ema(model)
+    step = TrainStep(model, experiment.task, optimizer, ema=ema, use_xla=bool(spec.get("xla")),
+                     weight_decay=train_cfg.weight_decay,
+                     weight_decay_exclude=train_cfg.weight_decay_exclude)
+    # One real batch from the experiment's own training pipeline, then repeated from
+    # memory: the step is timed alone (the pipeline has its own cases).
+    stage = experiment.stages(model, 1, batch, seed=0)[-1]
+    if stage.on_enter is not None:
+        stage.on_enter()
+    data = next(iter(stage.make_dataset()))
+    iterator = iter(_device_source(data))
+    steps = spec["steps_per_repeat"]
+
+    def run_ours():
+        for _ in range(steps):
+            losses = step.run(iterator)
+        float(np.asarray(losses["total_loss"]))  # the only host sync, once per timed unit
+
+    runners = [("ours", run_ours, steps * batch)]
+    size = (spec["image_size"],) * 2
+    flops = {"ours": _multiply_adds(model, size, spec.get("flops_cache"),
+                                    f"{config.model.name}@{spec['image_size']}")}
+    if spec.get("reference"):
+        from benchmarks.reference import ReferenceTrainStep, build_reference_classifier
+
+        reference = build_reference_classifier(size, config.model.num_classes)
+        ref_optimizer, ref_ema = optimizer_and_ema(reference)
+        ref_step = ReferenceTrainStep(reference, experiment.task, ref_optimizer, ref_ema,
+                                      use_xla=bool(spec.get("xla")),
+                                      weight_decay=train_cfg.weight_decay,
+                                      weight_decay_exclude=train_cfg.weight_decay_exclude)
+        images, labels = data
+
+        def run_reference():
+            for _ in range(steps):
+                loss = ref_step.run(images, labels)
+            float(np.asarray(loss))
+
+        runners.append(("keras_reference", run_reference, steps * batch))
+        flops["keras_reference"] = _multiply_adds(reference, size, spec.get("flops_cache"),
+                                                  f"keras.EfficientNetV2S@{spec['image_size']}")
+    timed = interleaved(runners, spec["warmup"], spec["repeats"], log=_log)
+    # Retracing check: the step must have been traced exactly once for all calls.
+    result = {"runs": {}, "train_step_traces": int(step._step.experimental_get_tracing_count())}
+    for name, stats in timed.items():
+        median = stats["images_per_second"]["median"]
+        # Training ≈ 3x the forward multiply-adds (backward = 2x forward), 2 FLOPs each.
+        result["runs"][name] = dict(stats, forward_multiply_adds=flops[name],
+                                    train_gflops_per_second=6.0 * flops[name] * median / 1e9)
+    if spec.get("profile_dir"):
+        tf.profiler.experimental.start(spec["profile_dir"])
+        for _ in range(spec.get("profile_steps", 2)):
+            with tf.profiler.experimental.Trace("train", step_num=int(step.global_step.numpy()),
+                                                _r=1):
+                losses = step.run(iterator)
+        float(np.asarray(losses["total_loss"]))
+        tf.profiler.experimental.stop()
+        result["profile_dir"] = spec["profile_dir"]
+    return result
+
+
+def infer(spec):
+    """Latency (batch 1) and throughput (batch N) of the inference wrapper: network only
+    and end to end; optionally Keras' V2-S network interleaved."""
+    from benchmarks.timing import spread
+    from common.export import benchmark, benchmark_targets
+    from common.export.factory import build_inference_module
+
+    amp = bool(spec.get("amp"))
+    config = _config(spec)
+    variant = "+".join(v for v, on in (("amp", amp), ("xla", spec.get("xla"))) if on) or "fp32"
+    module = build_inference_module(config, None, mixed_precision=amp)
+    targets = [("ours", part, make) for _, part, make in
+               benchmark_targets.keras_targets(lambda _amp: module, [variant])]
+    size = (spec["image_size"],) * 2
+    flops = {"ours": _multiply_adds(module.network, size, spec.get("flops_cache"),
+                                    f"{config.model.name}@{spec['image_size']}")}
+    if spec.get("reference"):
+        from benchmarks.reference import build_reference_classifier
+        from efficientnet_v2.inference import ClassifierInference
+
+        _set_policy(amp)
+        reference = build_reference_classifier(size, config.model.num_classes)
+        _set_policy(False)
+        wrapped = ClassifierInference(reference, size, normalization=config.model.preprocessing)
+        targets += [("keras_reference", part, make) for _, part, make in
+                    benchmark_targets.keras_targets(lambda _amp: wrapped, [variant])]
+        flops["keras_reference"] = _multiply_adds(reference, size, spec.get("flops_cache"),
+                                                  f"keras.EfficientNetV2S@{spec['image_size']}")
+    rows = []
+    for batch_size in spec["batch_sizes"]:
+        made = [(name, part, make(batch_size)) for name, part, make in targets]
+        latencies = {(name, part): [] for name, part, _ in made}
+        rounds = {(name, part): [] for name, part, _ in made}
+        for index in range(spec["repeats"]):  # interleaved rounds: A B A B ...
+            for name, part, (function, inputs) in made:
+                seconds = benchmark.time_calls(function, inputs,
+                                               spec["warmup"] if index == 0 else 0, spec["runs"])
+                latencies[(name, part)] += seconds
+                rounds[(name, part)].append(batch_size * len(seconds) / sum(seconds))
+        for (name, part), seconds in latencies.items():
+            throughput, latency = benchmark.summarize(seconds, batch_size)
+            stats = spread(rounds[(name, part)])
+            rows.append({"model": name, "part": part, "variant": variant, "batch_size": batch_size,
+                         "calls": len(seconds), "throughput_images_per_s": throughput,
+                         "round_images_per_second": stats, "latency_ms": latency,
+                         "forward_multiply_adds": flops[name],
+                         "gflops_per_second": 2.0 * flops[name] * stats["median"] / 1e9})
+            _log(f"  {name} {part} {variant} batch {batch_size}: {stats['median']:.2f} img/s, "
+                 f"p50 {latency['p50']:.1f} ms")
+    return {"rows": rows, "methodology": benchmark.METHODOLOGY}
+
+
+CASES = {"prepare": prepare, "input": input_pipeline, "train": train, "infer": infer}
+
+
+def main(argv):
+    spec_path, result_path = argv
+    with open(spec_path) as handle:
+        spec = json.load(handle)
+    tick = time.perf_counter()
+    result = CASES[spec["kind"]](spec)
+    result["wall_seconds"] = time.perf_counter() - tick
+    with open(result_path, "w") as handle:
+        json.dump(result, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main(sys.argv[1:]))

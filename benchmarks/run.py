@@ -1,0 +1,220 @@
+"""Entry point of the benchmark suite: ``python -m benchmarks.run [--quick] --output_dir DIR``.
+
+Runs every case of :mod:`benchmarks.plan` in its own subprocess
+(:mod:`benchmarks.cases`), reads each child's peak resident memory from the
+kernel (``os.wait4`` rusage ``ru_maxrss``), and writes ``DIR/results.json``
+and ``DIR/results.md`` (the table, the target ratios, the machine and the
+methodology). ``make bench`` / ``make bench-quick`` call it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks import plan as plan_lib
+from benchmarks import report
+
+METHODOLOGY = (
+    "Each case runs in a fresh Python subprocess; its peak host memory is the child's "
+    "ru_maxrss (os.wait4), so it includes TensorFlow itself (~0.4-0.6 GB). Warm-up calls "
+    "(tracing, XLA compilation, autotuning) are excluded from every timing. Input pipelines: "
+    "the project's training pipelines (decode + augment [+ anchor targets for detection]) "
+    "on synthetic TFRecords, `repeats` timings of `batches` batches each after warm-up "
+    "batches (dataset.benchmark_input.measure). Train steps: the project's TrainStep with the "
+    "recipe's optimizer, L2, clipping and EMA, fed one real batch from the experiment's own "
+    "training pipeline repeated from memory (the step alone; the pipeline has its own rows); "
+    "each repetition runs `steps` steps and reads the loss once on the host. The Keras "
+    "reference (keras.applications.EfficientNetV2S, weights=None) is trained in the same "
+    "process by a plain tf.function with the same optimizer, loss, L2, EMA, batch tensors and "
+    "XLA setting; ours and the reference are interleaved (A B A B ...) and their ratio is the "
+    "ratio of medians. Inference: common.export.benchmark.time_calls on the inference "
+    "wrapper (network only, and end to end with pre/post-processing and NMS), rounds of "
+    "`runs` calls interleaved over all targets of the case, outputs copied to host per call. "
+    "Reported: median over repetitions, with min/max and relative spread (max-min)/median. "
+    "GFLOP/s = 2 x forward multiply-adds (common.model_stats) x images/s, x3 for training "
+    "(backward ~ 2x forward)."
+)
+
+
+def _run_child(spec, workdir, log):
+    """Runs one case in a subprocess; returns (result or None, error text, peak RSS MiB, seconds)."""
+    spec_path = os.path.join(workdir, "spec.json")
+    out_path = os.path.join(workdir, "out.json")
+    if os.path.exists(out_path):
+        os.remove(out_path)
+    with open(spec_path, "w") as handle:
+        json.dump(spec, handle)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tick = time.perf_counter()
+    stderr_path = os.path.join(workdir, "stderr.txt")
+    with open(stderr_path, "w") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "benchmarks.cases", spec_path, out_path],
+                                 cwd=root, env=env, stdout=stderr, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - tick
+    peak_mib = usage.ru_maxrss / 1024.0  # Linux reports KiB
+    with open(stderr_path) as handle:
+        text = handle.read()
+    for line in text.splitlines():
+        if line.startswith("  "):
+            log(line)
+    if child.returncode != 0 or not os.path.exists(out_path):
+        tail = "\n".join(l for l in text.splitlines()[-15:])
+        return None, f"exit code {child.returncode}: {tail}", peak_mib, seconds
+    with open(out_path) as handle:
+        return json.load(handle), None, peak_mib, seconds
+
+
+def machine():
+    """What the numbers were measured on."""
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [l.split(":", 1)[1].strip() for l in handle if l.startswith("model name")]
+        if names:
+            info["cpu_model"] = names[0]
+        with open("/proc/meminfo") as handle:
+            info["memory_gib"] = round(int(handle.readline().split()[1]) / 2**20, 1)
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minutes=None,
+              threads=0, profile=False, keep_previous=False, sample_dir=None, log=print):
+    """Runs the suite; writes ``results.json`` and ``results.md`` into ``output_dir``.
+
+    Args:
+        output_dir: created if needed; also holds the sample data cache.
+        mode: ``full``, ``quick`` or ``smoke`` (:mod:`benchmarks.plan`).
+        only: optional list of substrings; only cases whose id contains one run.
+        include_amp: time the mixed-precision variants on a CPU too.
+        budget_minutes: cases that would start after this are skipped (labelled).
+        threads: tf.data private thread pool size for the pipelines (0 = shared).
+        profile: also write a tf.profiler trace of a few train steps per train case.
+        keep_previous: cases not run now (not selected by ``only``, or over the budget)
+            keep their successful result from ``output_dir/results.json`` of an
+            earlier run of the same mode (marked ``from_previous_run``), so a long
+            suite can be completed in parts.
+        sample_dir: where the synthetic TFRecords are generated and cached
+            (default ``output_dir/sample_data``).
+
+    Returns:
+        The results dict (as written to ``results.json``).
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    start = time.perf_counter()
+    log("Methodology: " + METHODOLOGY)
+    workdir = tempfile.mkdtemp(prefix="bench_", dir=output_dir)
+    full = mode == "full"
+    prepare = dict(kind="prepare", data_dir=sample_dir or os.path.join(output_dir, "sample_data"),
+                   num_images=48 if full else 8, detection_image_size=640 if full else 256,
+                   classification_image_size=384 if full else 160)
+    data, error, _, _ = _run_child(prepare, workdir, log)
+    if data is None:
+        raise RuntimeError(f"Could not make the sample data: {error}")
+    cases = plan_lib.build_plan(mode, data, include_amp=include_amp, threads=threads)
+    flops_cache = os.path.join(output_dir, "multiply_adds_cache.json")
+    previous = {}
+    previous_path = os.path.join(output_dir, "results.json")
+    if keep_previous and os.path.exists(previous_path):
+        with open(previous_path) as handle:
+            earlier = json.load(handle)
+        if earlier.get("mode") == mode:
+            previous = {c["id"]: dict(c, from_previous_run=True) for c in earlier["cases"]
+                        if c["status"] == "ok"}
+    results = []
+    for spec in cases:
+        if only and not any(o in spec["id"] for o in only):
+            if spec["id"] in previous:
+                results.append(previous[spec["id"]])
+            continue
+        spec = dict(spec, flops_cache=flops_cache)
+        if profile and spec["kind"] == "train" and not spec.get("skip"):
+            spec["profile_dir"] = os.path.join(output_dir, "profile", spec["id"].replace("/", "_"))
+        elapsed = (time.perf_counter() - start) / 60.0
+        if spec.get("skip"):
+            results.append(dict(id=spec["id"], spec=spec, status="skipped",
+                                reason="mixed precision on a CPU (meaningful only on a GPU; "
+                                       "pass --include_amp to time it anyway)"))
+            log(f"[skip] {spec['id']}: mixed precision, no GPU")
+            continue
+        if budget_minutes and elapsed > budget_minutes:
+            if spec["id"] in previous:
+                results.append(previous[spec["id"]])
+                continue
+            results.append(dict(id=spec["id"], spec=spec, status="skipped",
+                                reason=f"time budget of {budget_minutes} min used up"))
+            log(f"[skip] {spec['id']}: budget")
+            continue
+        log(f"[run ] {spec['id']} ({elapsed:.1f} min elapsed)")
+        result, error, peak_mib, seconds = _run_child(spec, workdir, log)
+        entry = dict(id=spec["id"], spec=spec, peak_host_memory_mib=peak_mib,
+                     case_seconds=seconds)
+        if result is None:
+            entry.update(status="failed", error=error)
+            log(f"[FAIL] {spec['id']}: {error}")
+        else:
+            entry.update(status="ok", result=result)
+        results.append(entry)
+        with open(os.path.join(output_dir, "partial_results.json"), "w") as handle:
+            json.dump(results, handle, indent=2)  # survives an interrupted run
+    import tensorflow as tf  # only for the version string, after the children ran
+
+    data = {"mode": mode, "command": " ".join(["python", "-m", "benchmarks.run"] + sys.argv[1:]),
+            "tensorflow": tf.__version__, "machine": machine(), "methodology": METHODOLOGY,
+            "settings": plan_lib.MODES[mode], "total_minutes": (time.perf_counter() - start) / 60,
+            "cases": results}
+    data["targets"] = report.targets(data)
+    with open(os.path.join(output_dir, "results.json"), "w") as handle:
+        json.dump(data, handle, indent=2)
+    table = report.markdown(data)
+    with open(os.path.join(output_dir, "results.md"), "w") as handle:
+        handle.write(table)
+    log(table)
+    return data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output_dir", default="runs/bench")
+    parser.add_argument("--quick", action="store_true", help="Small sizes; about 2 minutes on CPU.")
+    parser.add_argument("--mode", choices=sorted(plan_lib.MODES), default=None,
+                        help="full / quick / smoke (overrides --quick).")
+    parser.add_argument("--only", default=None,
+                        help="Comma-separated substrings of case ids, e.g. 'input,train/efficientnetv2'.")
+    parser.add_argument("--include_amp", action="store_true",
+                        help="Time mixed-precision variants even without a GPU.")
+    parser.add_argument("--budget_minutes", type=float, default=None,
+                        help="Skip (and label) cases that would start after this many minutes.")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="tf.data private_threadpool_size for the pipelines (0 = shared pool).")
+    parser.add_argument("--keep_previous", action="store_true",
+                        help="Keep earlier results (OUTPUT_DIR/results.json) of cases not run now.")
+    parser.add_argument("--sample_dir", default=None,
+                        help="Cache of the synthetic TFRecords (default OUTPUT_DIR/sample_data).")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also write tf.profiler traces of a few train steps (output_dir/profile).")
+    args = parser.parse_args(argv)
+    mode = args.mode or ("quick" if args.quick else "full")
+    budget = args.budget_minutes if args.budget_minutes is not None else (
+        {"full": 13.0, "quick": 3.0}.get(mode))
+    data = run_suite(args.output_dir, mode, args.only.split(",") if args.only else None,
+                     args.include_amp, budget, args.threads, args.profile, args.keep_previous,
+                     args.sample_dir)
+    failed = [c["id"] for c in data["cases"] if c["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
