@@ -1,9 +1,9 @@
 """What each mode of the suite measures: sizes, batches, variants, repetitions.
 
 ``full`` is the issue's configuration (512×512 D0, 300 / 384 V2-S, batch 8).
-``quick`` shrinks images and batches so the whole suite runs in about two
-minutes on a CPU; its numbers are only for checking that everything works and
-for ratios, never to quote. ``smoke`` is for the test suite.
+``quick`` shrinks images and batches (3.2 min on a quiet 2-core VM, most of it
+one-time graph tracing); its numbers are only for checking that everything
+works and for ratios, never to quote. ``smoke`` is for the test suite.
 """
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default="runs/bench")
-    parser.add_argument("--quick", action="store_true", help="Small sizes; about 2 minutes on CPU.")
+    parser.add_argument("--quick", action="store_true", help="Small sizes; about 3 minutes on a quiet 2-core CPU.")
     parser.add_argument("--mode", choices=sorted(plan_lib.MODES), default=None,
                         help="full / quick / smoke (overrides --quick).")
     parser.add_argument("--only", default=None,
