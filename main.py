@@ -106,13 +106,13 @@ def resolve_config(distribution=None):
     config_file = FLAGS.config or QUICKSTART[config.task]
     base = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
     image_size = max(64, max(base.model.image_size))
-    local_chief = distribution is None or distribution.local_rank == 0
-    if local_chief:
-        sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
-    if distribution is not None:
+    # Local rank 0 writes the files; the other processes wait, then find them.
+    writer = distribution is None or distribution.local_rank == 0
+    if not writer:
         distribution.barrier()
-    if not local_chief:
-        sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
+    sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
+    if writer and distribution is not None:
+        distribution.barrier()
     prefix = "" if config.task == "detection" else "classification_"
     sample_overrides = [f"data.train_file_pattern={sample[prefix + 'train_file_pattern']}",
                         f"data.val_file_pattern={sample[prefix + 'val_file_pattern']}",

@@ -193,17 +193,11 @@ def build_classification_dataset(
         image_size, is_training, num_classes, preprocessing, randaug_magnitude, randaug_num_layers,
         label_smoothing, label_offset, input_rand_hflip)
 
-    dataset = input_utils.read_records(file_pattern, is_training, num_shards, shard_index, seed, deterministic)
-    if cache:
-        dataset = dataset.cache()
-    if is_training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    if is_training:
-        dataset = tf.data.Dataset.zip((dataset, input_utils.element_seeds(seed)))
-    dataset = dataset.map(processor, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = input_utils.processed_batches(
+        file_pattern, processor, is_training, batch_size, num_shards=num_shards,
+        shard_index=shard_index, seed=seed, deterministic=deterministic, cache=cache,
+        shuffle_buffer=shuffle_buffer, repeat=repeat, drop_remainder=drop_remainder,
+        num_parallel_calls=num_parallel_calls)
     if is_training and (mixup_alpha > 0 or cutmix_alpha > 0):
         batch_seed = None if seed is None else seed + 1
         dataset = tf.data.Dataset.zip((dataset, input_utils.element_seeds(batch_seed)))

@@ -12,6 +12,8 @@ from typing import Callable, Iterable, Iterator, List, Optional
 
 import tensorflow as tf
 
+from dataset.errors import DatasetError
+
 logger = logging.getLogger("dataset")
 
 
@@ -132,12 +134,10 @@ def run_conversion(convert: Callable[[], object], report_json: Optional[str],
     on a :class:`DatasetError` (logged as one message); on success the summary is
     written to ``report_json`` (when given, via the summary's ``as_dict()``) and
     ``describe(summary)`` is printed."""
-    from dataset.errors import DatasetError
-
     try:
         summary = convert()
     except DatasetError as error:
-        logging.getLogger("dataset").error("%s", error)
+        logger.error("%s", error)
         return 2
     if report_json:
         with open(report_json, "w") as handle:

@@ -109,6 +109,44 @@ def element_seeds(seed: Optional[int]) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
 
 
+def processed_batches(
+    file_pattern: FilePattern,
+    processor,
+    is_training: bool,
+    batch_size: int,
+    *,
+    num_shards: int,
+    shard_index: int,
+    seed: Optional[int],
+    deterministic: bool,
+    cache: bool,
+    shuffle_buffer: int,
+    repeat: bool,
+    drop_remainder: bool,
+    num_parallel_calls: int,
+) -> tf.data.Dataset:
+    """The record → example → batch chain shared by the input pipelines.
+
+    Reads this shard's records (:func:`read_records`), optionally caches them,
+    shuffles (training), repeats, maps ``processor`` — called as
+    ``processor(record, seed)`` with a per-element seed from
+    :func:`element_seeds` when training, ``processor(record)`` otherwise —
+    and batches. Batch-level steps, prefetch and :func:`with_options` are
+    left to the caller.
+    """
+    dataset = read_records(file_pattern, is_training, num_shards, shard_index, seed, deterministic)
+    if cache:
+        dataset = dataset.cache()
+    if is_training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    if is_training:
+        dataset = tf.data.Dataset.zip((dataset, element_seeds(seed)))
+    dataset = dataset.map(processor, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+
 def with_options(dataset: tf.data.Dataset, deterministic: bool, private_threadpool_size: int = 0) -> tf.data.Dataset:
     """Applies ordering determinism and the optional private thread pool."""
     options = tf.data.Options()

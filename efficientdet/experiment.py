@@ -109,15 +109,17 @@ def preview_pictures(images, labels, detections, max_images=4, min_score=0.3):
     pixels = images[:count].numpy() * np.array(STDDEV_RGB) + np.array(MEAN_RGB)
     pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
     scales = labels["image_scales"].numpy()[:count]
+    gt_boxes = labels["groundtruth_boxes"].numpy()[:count]
+    gt_classes = labels["groundtruth_classes"].numpy()[:count].astype(np.int64)
+    boxes = detections.boxes.numpy()[:count]
+    scores = detections.scores.numpy()[:count]
+    classes = detections.classes.numpy()[:count].astype(np.int64)
     pictures = []
     for i in range(count):
-        gt_boxes = labels["groundtruth_boxes"].numpy()[i]
-        gt_classes = labels["groundtruth_classes"].numpy()[i]
-        real = gt_classes > 0
-        truth, _ = draw_detections(pixels[i], gt_boxes[real] / scales[i], np.ones(int(real.sum())),
-                                gt_classes[real].astype(np.int64), min_score=0.0)
-        found, _ = draw_detections(pixels[i], detections.boxes.numpy()[i] / scales[i],
-                                detections.scores.numpy()[i],
-                                detections.classes.numpy()[i].astype(np.int64), min_score=min_score)
+        real = gt_classes[i] > 0
+        truth, _ = draw_detections(pixels[i], gt_boxes[i][real] / scales[i], np.ones(int(real.sum())),
+                                   gt_classes[i][real], min_score=0.0)
+        found, _ = draw_detections(pixels[i], boxes[i] / scales[i], scores[i], classes[i],
+                                   min_score=min_score)
         pictures.append(np.concatenate([np.asarray(truth), np.asarray(found)], axis=1))
     return np.stack(pictures)
