@@ -6,6 +6,7 @@ rounding. The clipping threshold binds on some steps only, so a back-end that
 clips before reducing, or sums gradients twice, changes the result.
 """
 import contextlib
+import math
 
 import keras
 import numpy as np
@@ -111,3 +112,19 @@ def load_npz(path):
     count = len([k for k in data.files if k.startswith("w")])
     return {"weights": [data[f"w{i}"] for i in range(count)],
             "ema": [data[f"e{i}"] for i in range(count)]}
+
+
+def probe_collectives(distribution, rank):
+    """Runs the evaluation collectives with rank-dependent inputs; JSON-ready results."""
+    return {
+        "gathered_objects": distribution.allgather_object({"rank": rank, "ids": list(range(rank + 1))}),
+        "gathered_rows": np.asarray(distribution.allgather(tf.fill([rank + 1, 2], float(rank)))).tolist(),
+        "mean": float(distribution.allreduce_mean(tf.constant(float(rank * 10)))),
+    }
+
+
+def assert_collectives(report):
+    """What :func:`probe_collectives` must give on every one of 2 processes."""
+    assert report["gathered_objects"] == [{"rank": 0, "ids": [0]}, {"rank": 1, "ids": [0, 1]}]
+    assert report["gathered_rows"] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]
+    assert math.isclose(report["mean"], 5.0, rel_tol=1e-6), report["mean"]

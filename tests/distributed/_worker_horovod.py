@@ -17,7 +17,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from common.training.checkpoints import CheckpointState  # noqa: E402
@@ -65,11 +64,7 @@ def main(out_dir, grad_accum_steps, fp16_allreduce=False):
         "shard_index": distribution.shard_index,
         "iterations": int(optimizer.iterations.numpy()),
         "allreduce_calls": int(allreduce_calls.numpy()),
-        "gathered_objects": distribution.allgather_object(
-            {"rank": rank, "ids": list(range(rank + 1))}),
-        "gathered_rows": np.asarray(distribution.allgather(
-            tf.fill([rank + 1, 2], float(rank)))).tolist(),
-        "mean": float(distribution.allreduce_mean(tf.constant(float(rank * 10)))),
+        **_toy.probe_collectives(distribution, rank),
     }
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
         json.dump(report, handle)

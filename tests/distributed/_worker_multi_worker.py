@@ -43,11 +43,7 @@ def main(out_dir):
         "is_chief": distribution.is_chief,
         "num_shards": workers,
         "iterations": int(optimizer.iterations.numpy()),
-        "gathered_objects": distribution.allgather_object(
-            {"rank": rank, "ids": list(range(rank + 1))}),
-        "gathered_rows": np.asarray(distribution.allgather(
-            tf.fill([rank + 1, 2], float(rank)))).tolist(),
-        "mean": float(distribution.allreduce_mean(tf.constant(float(rank * 10)))),
+        **_toy.probe_collectives(distribution, rank),
     }
     with open(os.path.join(out_dir, f"worker{rank}.json"), "w") as handle:
         json.dump(report, handle)

@@ -7,12 +7,9 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from common.config import load_config
 from common.training.runner import RunOptions, train
 from dataset.preprocessing import normalize_detection_image
 from efficientdet.experiment import preview_pictures
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_preview_pictures_show_ground_truth_left_and_detections_right():
@@ -53,14 +50,7 @@ def _image_tags(model_dir):
 
 
 @pytest.mark.slow
-def test_train_and_eval_writes_example_pictures_to_tensorboard(sample_data, tmp_path):
-    config = load_config(str(CONFIGS / "quickstart-detection.yaml"), overrides=[
-        f"data.train_file_pattern={sample_data['train_file_pattern']}",
-        f"data.val_file_pattern={sample_data['val_file_pattern']}",
-        f"data.val_json_file={sample_data['val_json']}",
-        f"model.num_classes={sample_data['num_classes']}",
-        f"runtime.model_dir={tmp_path}",
-        "train.num_epochs=1", "train.steps_per_epoch=2",
-    ])
+def test_train_and_eval_writes_example_pictures_to_tensorboard(quickstart_config, tmp_path):
+    config = quickstart_config("detection", tmp_path, "train.num_epochs=1", "train.steps_per_epoch=2")
     train(config, RunOptions(eval_during_training=True, eval_steps=1))
     assert "eval/examples" in _image_tags(tmp_path)

@@ -10,30 +10,9 @@ from common.training.runner import RunOptions, evaluate, train
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
-def _detection_config(sample_data, model_dir, *extra):
-    return load_config(str(CONFIGS / "quickstart-detection.yaml"), overrides=[
-        f"data.train_file_pattern={sample_data['train_file_pattern']}",
-        f"data.val_file_pattern={sample_data['val_file_pattern']}",
-        f"data.val_json_file={sample_data['val_json']}",
-        f"model.num_classes={sample_data['num_classes']}",
-        f"runtime.model_dir={model_dir}",
-        *extra,
-    ])
-
-
-def _classification_config(sample_data, model_dir, *extra):
-    return load_config(str(CONFIGS / "quickstart-classification.yaml"), overrides=[
-        f"data.train_file_pattern={sample_data['classification_train_file_pattern']}",
-        f"data.val_file_pattern={sample_data['classification_val_file_pattern']}",
-        f"model.num_classes={sample_data['classification_num_classes']}",
-        f"runtime.model_dir={model_dir}",
-        *extra,
-    ])
-
-
 @pytest.mark.slow
-def test_efficientdet_d0_learns_the_sample_dataset(sample_data, tmp_path):
-    config = _detection_config(sample_data, tmp_path)
+def test_efficientdet_d0_learns_the_sample_dataset(quickstart_config, tmp_path):
+    config = quickstart_config("detection", tmp_path)
     result = train(config, RunOptions(eval_during_training=False))
     assert result["steps"] == 8 * result["steps_per_epoch"]
     history = result["history"]
@@ -45,8 +24,8 @@ def test_efficientdet_d0_learns_the_sample_dataset(sample_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_efficientnetv2_learns_the_sample_classes(sample_data, tmp_path):
-    config = _classification_config(sample_data, tmp_path)
+def test_efficientnetv2_learns_the_sample_classes(quickstart_config, sample_data, tmp_path):
+    config = quickstart_config("classification", tmp_path)
     result = train(config, RunOptions(eval_during_training=True))
     classes = sample_data["classification_num_classes"]
     # 64 validation images: chance is 0.25 ± 0.054; the seeded run reaches ~0.39
@@ -57,9 +36,9 @@ def test_efficientnetv2_learns_the_sample_classes(sample_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
-    config = _classification_config(
-        sample_data, tmp_path, "runtime.use_xla=true", "runtime.mixed_precision=true",
+def test_xla_and_amp_complete_an_epoch(quickstart_config, tmp_path):
+    config = quickstart_config(
+        "classification", tmp_path, "runtime.use_xla=true", "runtime.mixed_precision=true",
         "train.steps_per_epoch=2", "train.num_epochs=1", "model.progressive.n_stages=1",
         "train.batch_size=8")
     result = train(config)
@@ -68,8 +47,8 @@ def test_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_detector_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
-    config = _detection_config(sample_data, tmp_path, "runtime.use_xla=true",
+def test_detector_xla_and_amp_complete_an_epoch(quickstart_config, tmp_path):
+    config = quickstart_config("detection", tmp_path, "runtime.use_xla=true",
                                "runtime.mixed_precision=true", "train.steps_per_epoch=2",
                                "train.num_epochs=1")
     result = train(config)
@@ -77,18 +56,18 @@ def test_detector_xla_and_amp_complete_an_epoch(sample_data, tmp_path):
     assert result["history"][-1]["total_loss"] > 0
 
 
-def test_grad_accumulation_counts_optimizer_steps(sample_data, tmp_path):
-    config = _detection_config(sample_data, tmp_path, "train.grad_accum_steps=2",
+def test_grad_accumulation_counts_optimizer_steps(quickstart_config, tmp_path):
+    config = quickstart_config("detection", tmp_path, "train.grad_accum_steps=2",
                                "train.steps_per_epoch=2", "train.num_epochs=1",
                                "train.batch_size=2")
     result = train(config)
     assert result["steps"] == 2
 
 
-def test_existing_model_dir_needs_resume(sample_data, tmp_path):
+def test_existing_model_dir_needs_resume(quickstart_config, tmp_path):
     from common.config import ConfigError
 
-    config = _detection_config(sample_data, tmp_path, "train.steps_per_epoch=1",
+    config = quickstart_config("detection", tmp_path, "train.steps_per_epoch=1",
                                "train.num_epochs=1", "train.batch_size=2")
     train(config)
     with pytest.raises(ConfigError, match="--resume"):
