@@ -89,7 +89,7 @@ def _restore_training_checkpoint(model, prefix, use_ema, skip_mismatch):
     averaged = ema._variables  # the float weights, in the order of the saved shadows
     mismatches = _shadow_shape_mismatches(averaged, shapes) if has_ema else []
     if mismatches:
-        return _restore_shadows_skipping(averaged, reader, prefix, mismatches, use_ema,
+        return _restore_shadows_skipping(averaged, reader, shapes, prefix, mismatches, use_ema,
                                          skip_mismatch)
     checkpoint = tf.train.Checkpoint(model=model, ema=ema)
     try:
@@ -121,9 +121,10 @@ def _shadow_shape_mismatches(variables, shapes):
     return [i for i, (v, s) in enumerate(zip(variables, saved)) if tuple(v.shape) != tuple(s)]
 
 
-def _restore_shadows_skipping(variables, reader, prefix, mismatches, use_ema, skip_mismatch):
+def _restore_shadows_skipping(variables, reader, shapes, prefix, mismatches, use_ema,
+                              skip_mismatch):
     shown = "; ".join(f"{variables[i].path}: model {tuple(variables[i].shape)} vs checkpoint "
-                      f"{tuple(reader.get_variable_to_shape_map()[_SHADOW_KEY.format(i)])}"
+                      f"{tuple(shapes[_SHADOW_KEY.format(i)])}"
                       for i in mismatches[:5])
     if not skip_mismatch:
         raise CheckpointError(

@@ -100,26 +100,34 @@ class TrainConfig:
         _check(0.0 <= self.moving_average_decay < 1.0,
                "train.moving_average_decay must be in [0, 1) (0 disables EMA).")
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1).")
-        _validate_freeze(self.freeze)
+        parse_freeze(self.freeze)
 
 
-def _validate_freeze(spec):
-    """Checks ``train.freeze``: a preset, ``re:<regex>``, or none."""
+def parse_freeze(spec):
+    """Reads a ``train.freeze`` value.
+
+    Returns:
+        None (nothing frozen: None, "" or "none"), a preset name from
+        :data:`FREEZE_PRESETS`, or the compiled pattern of ``re:<regex>``.
+
+    Raises:
+        ConfigError: an unknown preset, an empty or invalid regular expression.
+    """
     if spec is None or spec.strip().lower() in ("", "none"):
-        return
+        return None
     if spec.startswith(FREEZE_REGEX_PREFIX):
         pattern = spec[len(FREEZE_REGEX_PREFIX):]
         _check(pattern.strip() != "", "train.freeze 're:' needs a regular expression after "
                "'re:', e.g. 're:efficientnet-b0/blocks_[0-3]/'.")
         try:
-            re.compile(pattern)
+            return re.compile(pattern)
         except re.error as error:
             raise ConfigError(f"train.freeze {spec!r}: invalid regular expression ({error}); "
                               "fix the pattern after 're:'.") from None
-        return
     _check(spec in FREEZE_PRESETS,
            f"train.freeze {spec!r} is not one of {FREEZE_PRESETS}, 'none' or 're:<regex>' "
            "(a regular expression matched from the start of variable paths).")
+    return spec
 
 
 @dataclasses.dataclass(frozen=True)

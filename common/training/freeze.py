@@ -24,7 +24,7 @@ import re
 import keras
 
 from common.config.errors import ConfigError
-from common.config.schema import FREEZE_REGEX_PREFIX
+from common.config.schema import parse_freeze
 
 _DETECTION_HEADS = ("class_net", "box_net")
 
@@ -69,23 +69,18 @@ def freeze_pattern(spec, task, model_name, backbone_name=None):
     Raises:
         ConfigError: a preset that does not apply to ``task`` or an invalid regex.
     """
-    if spec is None or spec.strip().lower() in ("", "none"):
-        return None
-    if spec.startswith(FREEZE_REGEX_PREFIX):
-        try:
-            return re.compile(spec[len(FREEZE_REGEX_PREFIX):])
-        except re.error as error:
-            raise ConfigError(f"train.freeze {spec!r}: invalid regular expression ({error}).") \
-                from None
+    parsed = parse_freeze(spec)
+    if parsed is None or isinstance(parsed, re.Pattern):
+        return parsed
     if task == "detection":
-        if spec == "backbone":
+        if parsed == "backbone":
             return re.compile(re.escape(backbone_name) + "/")
-        if spec == "backbone+bifpn":
+        if parsed == "backbone+bifpn":
             return re.compile(r"(?!(%s)/)" % "|".join(_DETECTION_HEADS))
     elif task == "classification":
-        if spec == "backbone":
+        if parsed == "backbone":
             return re.compile(r"(?!%s/head/dense/)" % re.escape(model_name))
-        if spec == "backbone+bifpn":
+        if parsed == "backbone+bifpn":
             raise ConfigError(
                 f"train.freeze 'backbone+bifpn' needs a detector; {model_name} is a classifier "
                 "without BiFPN: use train.freeze=backbone (all but the classification layer).")
