@@ -12,8 +12,9 @@ images. Thresholds (measured values in the comments):
   most ``MAX_HIT_LOSS`` of them;
 * over the ground-truth boxes that fp32 detects at >= ``MIN_SCORE``, the
   best matching int8 score differs from the fp32 one by at most
-  ``MEDIAN_SCORE_ATOL`` (median), ``P90_SCORE_ATOL`` (90th percentile) and
-  ``SCORE_ATOL`` (max).
+  ``MEDIAN_SCORE_ATOL`` (median) and ``P90_SCORE_ATOL`` (90th percentile),
+  and at most ``MAX_OUTLIER_FRACTION`` of these boxes (at least one) differ
+  by more than ``SCORE_ATOL``.
 """
 import json
 import os
@@ -40,11 +41,15 @@ NUM_VAL_IMAGES = 32
 MIN_SCORE = 0.05
 MIN_HIT_FRACTION = 0.6  # of the fp32 model: a sanity floor for the training run
 MAX_HIT_LOSS = 0.1      # int8 may miss at most this fraction of images more than fp32
-# Measured |int8 - fp32| over 48-57 detected boxes in four runs: median 0.0005-0.0018,
-# max 0.007-0.074 (scores of these boxes: 0.05-0.25). The max is one box whose soft-NMS
-# neighbourhood changed, so it only guards against gross errors; the median and the
-# 90th percentile carry the check.
+# Measured |int8 - fp32| over 48-57 detected boxes in five runs: median 0.0005-0.006,
+# 90th percentile <= 0.026, max 0.007-0.22 (scores of these boxes: 0.05-0.25). The large
+# values are single boxes whose soft-NMS neighbourhood changed: soft-NMS is discontinuous
+# (a neighbour crossing IoU / score ties changes how much a box is decayed), and CPU
+# training is not bit-reproducible (two seeded runs differ by ~1 ulp after one step even
+# with op determinism and one thread), so which box that is varies from run to run. A
+# tail count instead of the max: broken quantization moves most boxes, not one in 20.
 SCORE_ATOL = 0.15
+MAX_OUTLIER_FRACTION = 0.05
 P90_SCORE_ATOL = 0.04
 MEDIAN_SCORE_ATOL = 0.01
 
@@ -131,7 +136,10 @@ def test_int8_detector_with_nms_inside_still_detects_sample_objects(trained_dete
     assert fp32_hits >= MIN_HIT_FRACTION, f"the trained fp32 detector hits only {fp32_hits:.0%}"
     assert int8_hits >= fp32_hits - MAX_HIT_LOSS, f"int8 hits {int8_hits:.0%} (fp32 {fp32_hits:.0%})"
     assert detected.sum() >= len(truths), "too few detected boxes to compare int8 with fp32"
-    assert differences.max() <= SCORE_ATOL, (differences.max(), fp32_all, int8_all)
+    outliers = int((differences > SCORE_ATOL).sum())
+    assert outliers <= max(1, int(MAX_OUTLIER_FRACTION * differences.size)), (
+        f"{outliers} of {differences.size} boxes moved by more than {SCORE_ATOL}",
+        fp32_all, int8_all)
     assert np.percentile(differences, 90) <= P90_SCORE_ATOL, np.percentile(differences, 90)
     assert np.median(differences) <= MEDIAN_SCORE_ATOL, np.median(differences)
 
