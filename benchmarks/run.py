@@ -42,8 +42,26 @@ METHODOLOGY = (
 )
 
 
-def _run_child(spec, workdir, log):
-    """Runs one case in a subprocess; returns (result or None, error text, peak RSS MiB, seconds)."""
+def _wait(child, deadline):
+    """Waits for ``child`` (killing it at ``deadline``, a ``time.perf_counter()`` value or
+    None); returns ``(exit status, rusage, stopped)``."""
+    while True:
+        pid, status, usage = os.wait4(child.pid, 0 if deadline is None else os.WNOHANG)
+        if pid:
+            return status, usage, False
+        if time.perf_counter() >= deadline:
+            child.kill()
+            _, status, usage = os.wait4(child.pid, 0)
+            return status, usage, True
+        time.sleep(0.2)
+
+
+def _run_child(spec, workdir, log, deadline=None):
+    """Runs one case in a subprocess, killed at ``deadline`` (``time.perf_counter()``).
+
+    Returns:
+        ``(result or None, error text, peak RSS MiB, seconds, stopped)``.
+    """
     spec_path = os.path.join(workdir, "spec.json")
     out_path = os.path.join(workdir, "out.json")
     if os.path.exists(out_path):
@@ -57,7 +75,7 @@ def _run_child(spec, workdir, log):
     with open(stderr_path, "w") as stderr:
         child = subprocess.Popen([sys.executable, "-m", "benchmarks.cases", spec_path, out_path],
                                  cwd=root, env=env, stdout=stderr, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        status, usage, stopped = _wait(child, deadline)
         child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - tick
     peak_mib = usage.ru_maxrss / 1024.0  # Linux reports KiB
@@ -66,11 +84,13 @@ def _run_child(spec, workdir, log):
     for line in text.splitlines():
         if line.startswith("  "):
             log(line)
+    if stopped:
+        return None, f"stopped after {seconds / 60:.1f} min at the time budget", peak_mib, seconds, True
     if child.returncode != 0 or not os.path.exists(out_path):
         tail = "\n".join(l for l in text.splitlines()[-15:])
-        return None, f"exit code {child.returncode}: {tail}", peak_mib, seconds
+        return None, f"exit code {child.returncode}: {tail}", peak_mib, seconds, False
     with open(out_path) as handle:
-        return json.load(handle), None, peak_mib, seconds
+        return json.load(handle), None, peak_mib, seconds, False
 
 
 def machine():
@@ -99,7 +119,9 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
         mode: ``full``, ``quick`` or ``smoke`` (:mod:`benchmarks.plan`).
         only: optional list of substrings; only cases whose id contains one run.
         include_amp: time the mixed-precision variants on a CPU too.
-        budget_minutes: cases that would start after this are skipped (labelled).
+        budget_minutes: the suite's time limit: cases that would start after it are
+            skipped and a case still running at it is stopped (both labelled), so
+            the whole run ends within it plus start-up and report writing.
         threads: tf.data private thread pool size for the pipelines (0 = shared).
         profile: also write a tf.profiler trace of a few train steps per train case.
         keep_previous: cases not run now (not selected by ``only``, or over the budget)
@@ -120,7 +142,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
     prepare = dict(kind="prepare", data_dir=sample_dir or os.path.join(output_dir, "sample_data"),
                    num_images=48 if full else 8, detection_image_size=640 if full else 256,
                    classification_image_size=384 if full else 160)
-    data, error, _, _ = _run_child(prepare, workdir, log)
+    data, error, _, _, _ = _run_child(prepare, workdir, log)
     if data is None:
         raise RuntimeError(f"Could not make the sample data: {error}")
     cases = plan_lib.build_plan(mode, data, include_amp=include_amp, threads=threads)
@@ -158,10 +180,17 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             log(f"[skip] {spec['id']}: budget")
             continue
         log(f"[run ] {spec['id']} ({elapsed:.1f} min elapsed)")
-        result, error, peak_mib, seconds = _run_child(spec, workdir, log)
+        deadline = start + 60.0 * budget_minutes if budget_minutes else None
+        result, error, peak_mib, seconds, stopped = _run_child(spec, workdir, log, deadline)
         entry = dict(id=spec["id"], spec=spec, peak_host_memory_mib=peak_mib,
                      case_seconds=seconds)
-        if result is None:
+        if stopped:
+            if spec["id"] in previous:
+                results.append(previous[spec["id"]])
+                continue
+            entry.update(status="stopped", reason=f"time budget of {budget_minutes} min: {error}")
+            log(f"[stop] {spec['id']}: {error}")
+        elif result is None:
             entry.update(status="failed", error=error)
             log(f"[FAIL] {spec['id']}: {error}")
         else:
@@ -188,7 +217,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default="runs/bench")
-    parser.add_argument("--quick", action="store_true", help="Small sizes; about 3 minutes on a quiet 2-core CPU.")
+    parser.add_argument("--quick", action="store_true", help="Small sizes, fp32, batch-1 inference; under 2 minutes on a 2-core CPU.")
     parser.add_argument("--mode", choices=sorted(plan_lib.MODES), default=None,
                         help="full / quick / smoke (overrides --quick).")
     parser.add_argument("--only", default=None,
@@ -196,7 +225,8 @@ def main(argv=None):
     parser.add_argument("--include_amp", action="store_true",
                         help="Time mixed-precision variants even without a GPU.")
     parser.add_argument("--budget_minutes", type=float, default=None,
-                        help="Skip (and label) cases that would start after this many minutes.")
+                        help="Time limit: skip (and label) cases that would start after it and "
+                             "stop the one running at it (default: 14 full, 1.9 quick).")
     parser.add_argument("--threads", type=int, default=0,
                         help="tf.data private_threadpool_size for the pipelines (0 = shared pool).")
     parser.add_argument("--keep_previous", action="store_true",
@@ -208,7 +238,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     mode = args.mode or ("quick" if args.quick else "full")
     budget = args.budget_minutes if args.budget_minutes is not None else (
-        {"full": 13.0, "quick": 3.0}.get(mode))
+        {"full": 14.0, "quick": 1.9}.get(mode))
     data = run_suite(args.output_dir, mode, args.only.split(",") if args.only else None,
                      args.include_amp, budget, args.threads, args.profile, args.keep_previous,
                      args.sample_dir)

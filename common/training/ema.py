@@ -45,11 +45,22 @@ class ExponentialMovingAverage(tf.Module):
         return decay
 
     def update(self):
-        """Moves every shadow towards its variable; call after each optimizer step."""
-        decay = self.current_decay()
+        """Moves every shadow towards its variable; call after each optimizer step.
+
+        ``shadow -= (1 - decay) * (shadow - value)``: one fused
+        ``ResourceApplyGradientDescent`` per variable (4 graph ops instead of 7);
+        under a tf.distribute strategy, whose mirrored shadows must be assigned
+        through the strategy, a plain ``assign_sub``.
+        """
+        rate = 1.0 - self.current_decay()
+        fused = not tf.distribute.has_strategy()
         for shadow, variable in zip(self.shadows, self._variables):
-            value = tf.convert_to_tensor(variable)
-            shadow.assign(shadow * decay + tf.cast(value, shadow.dtype) * (1.0 - decay))
+            delta = shadow - tf.cast(tf.convert_to_tensor(variable), shadow.dtype)
+            if fused:
+                tf.raw_ops.ResourceApplyGradientDescent(
+                    var=shadow.handle, alpha=tf.cast(rate, shadow.dtype), delta=delta)
+            else:
+                shadow.assign_sub(tf.cast(rate, shadow.dtype) * delta)
         self.num_updates.assign_add(1)
 
     def reset(self):

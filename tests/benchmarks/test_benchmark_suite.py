@@ -1,5 +1,6 @@
 """The benchmark suite writes its JSON and Markdown reports (tiny sizes; not a timed test)."""
 import json
+import os
 
 import pytest
 
@@ -84,3 +85,23 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     markdown = (tmp_path / "results.md").read_text()
     assert "## Input pipelines" in markdown and "| detection | 128² |" in markdown
     assert data["cases"] == saved["cases"]
+
+
+def test_a_case_running_at_the_time_budget_is_stopped():
+    """The suite's time limit is hard: a child still running at the deadline is killed
+    (and reported as stopped), one that finishes before it is reaped normally."""
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.run import _wait
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    tick = time.perf_counter()
+    status, usage, stopped = _wait(sleeper, deadline=tick + 1.0)
+    assert stopped and 1.0 <= time.perf_counter() - tick < 10.0
+    assert os.waitstatus_to_exitcode(status) != 0 and usage.ru_maxrss > 0
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    status, _, stopped = _wait(quick, deadline=time.perf_counter() + 60.0)
+    assert not stopped and os.waitstatus_to_exitcode(status) == 0

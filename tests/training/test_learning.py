@@ -28,8 +28,8 @@ def test_efficientnetv2_learns_the_sample_classes(quickstart_config, sample_data
     config = quickstart_config("classification", tmp_path)
     result = train(config, RunOptions(eval_during_training=True))
     classes = sample_data["classification_num_classes"]
-    # 64 validation images: chance is 0.25 ± 0.054; the seeded run reaches ~0.39
-    # with a loss clearly under the uniform-guess loss ln(4) = 1.386.
+    # 64 validation images: chance is 0.25 ± 0.054; seeded runs reach 0.41-0.61
+    # with a loss of 0.76-1.24, under the uniform-guess loss ln(4) = 1.386.
     assert result["eval"]["top1"] > 1.0 / classes + 0.1, result["eval"]
     assert result["eval"]["loss"] < np.log(classes) - 0.1, result["eval"]
     assert (tmp_path / "best").is_dir()
