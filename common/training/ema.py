@@ -31,6 +31,11 @@ class ExponentialMovingAverage(tf.Module):
                 tf.Variable(tf.convert_to_tensor(v), trainable=False) for v in self._variables
             ]
             self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_updates")
+        # Shadows created under a tf.distribute scope are mirrored: a raw kernel on
+        # their handle would update one replica's copy only, so they are assigned
+        # through the variable (which updates every copy).
+        self._fused = not any(isinstance(s, tf.distribute.DistributedValues)
+                              for s in self.shadows)
 
     @property
     def _variables(self):
@@ -49,14 +54,13 @@ class ExponentialMovingAverage(tf.Module):
 
         ``shadow -= (1 - decay) * (shadow - value)``: one fused
         ``ResourceApplyGradientDescent`` per variable (4 graph ops instead of 7);
-        under a tf.distribute strategy, whose mirrored shadows must be assigned
-        through the strategy, a plain ``assign_sub``.
+        mirrored (tf.distribute) shadows use ``assign_sub``, which updates every
+        replica's copy, wherever ``update`` is called from.
         """
         rate = 1.0 - self.current_decay()
-        fused = not tf.distribute.has_strategy()
         for shadow, variable in zip(self.shadows, self._variables):
             delta = shadow - tf.cast(tf.convert_to_tensor(variable), shadow.dtype)
-            if fused:
+            if self._fused:
                 tf.raw_ops.ResourceApplyGradientDescent(
                     var=shadow.handle, alpha=tf.cast(rate, shadow.dtype), delta=delta)
             else:

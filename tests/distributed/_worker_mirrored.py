@@ -35,9 +35,11 @@ def main(out_dir, grad_accum_steps, sync_bn=False, use_xla=False):
     iterator = iter(distribution.distribute_dataset(dataset))
     for _ in range(_toy.STEPS):
         losses = step.run(iterator)
+    # Every replica's copy of the weights and of the EMA shadows must be the same.
+    copies = [v.value.values for v in model.weights] + [s.values for s in ema.shadows]
     copies_identical = all(
-        all(np.array_equal(np.asarray(c), np.asarray(v.value.values[0])) for c in v.value.values)
-        for v in model.weights)
+        all(np.array_equal(np.asarray(c), np.asarray(values[0])) for c in values)
+        for values in copies)
     _toy.save_npz(os.path.join(out_dir, "mirrored.npz"), _toy.snapshot(model, ema))
     with open(os.path.join(out_dir, "mirrored.json"), "w") as handle:
         json.dump({"replicas": replicas, "copies_identical": copies_identical,

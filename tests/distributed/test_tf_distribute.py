@@ -33,7 +33,7 @@ def test_mirrored_on_two_logical_cpus_equals_one_device(jobs, toy, tmp_path, gra
     assert code == 0, jobs.quiet_tail(output)
     report = json.loads((tmp_path / "mirrored.json").read_text())
     assert report["replicas"] == 2
-    assert report["copies_identical"], "the replicas' weight copies diverged"
+    assert report["copies_identical"], "the replicas' weight or EMA shadow copies diverged"
     assert report["iterations"] == toy.STEPS
     _assert_equals_combined_batch(toy, [toy.load_npz(tmp_path / "mirrored.npz")],
                                   grad_accum_steps, sync_bn="sync_bn" in options)
