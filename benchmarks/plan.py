@@ -2,7 +2,7 @@
 
 ``full`` is the issue's configuration (512×512 D0, 300 / 384 V2-S, batch 8).
 ``quick`` shrinks images and batches, runs fp32 only, inference at batch 1 and
-the classification input at the train size (about 2.5 min on a quiet 2-core
+the classification input at the train size (2.8 min on a quiet 2-core
 VM, most of it one-time graph tracing); its numbers are only for checking that
 everything works and for ratios, never to quote. ``smoke`` is for the test suite.
 """

@@ -85,7 +85,7 @@ def _run_child(spec, workdir, log, deadline=None):
         if line.startswith("  "):
             log(line)
     if stopped:
-        return None, f"stopped after {seconds / 60:.1f} min at the time budget", peak_mib, seconds, True
+        return None, f"stopped after {seconds / 60:.1f} min", peak_mib, seconds, True
     if child.returncode != 0 or not os.path.exists(out_path):
         tail = "\n".join(l for l in text.splitlines()[-15:])
         return None, f"exit code {child.returncode}: {tail}", peak_mib, seconds, False
@@ -155,6 +155,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
         if earlier.get("mode") == mode:
             previous = {c["id"]: dict(c, from_previous_run=True) for c in earlier["cases"]
                         if c["status"] == "ok"}
+    deadline = start + 60.0 * budget_minutes if budget_minutes else None
     results = []
     for spec in cases:
         if only and not any(o in spec["id"] for o in only):
@@ -180,7 +181,6 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             log(f"[skip] {spec['id']}: budget")
             continue
         log(f"[run ] {spec['id']} ({elapsed:.1f} min elapsed)")
-        deadline = start + 60.0 * budget_minutes if budget_minutes else None
         result, error, peak_mib, seconds, stopped = _run_child(spec, workdir, log, deadline)
         entry = dict(id=spec["id"], spec=spec, peak_host_memory_mib=peak_mib,
                      case_seconds=seconds)
@@ -188,8 +188,9 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             if spec["id"] in previous:
                 results.append(previous[spec["id"]])
                 continue
-            entry.update(status="stopped", reason=f"time budget of {budget_minutes} min: {error}")
-            log(f"[stop] {spec['id']}: {error}")
+            entry.update(status="stopped",
+                         reason=f"time budget of {budget_minutes} min reached: {error}")
+            log(f"[stop] {spec['id']}: time budget reached, {error}")
         elif result is None:
             entry.update(status="failed", error=error)
             log(f"[FAIL] {spec['id']}: {error}")
@@ -217,7 +218,8 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default="runs/bench")
-    parser.add_argument("--quick", action="store_true", help="Small sizes, fp32, batch-1 inference; about 2.5 minutes on a 2-core CPU.")
+    parser.add_argument("--quick", action="store_true",
+                        help="Small sizes, fp32, batch-1 inference; about 3 minutes on a 2-core CPU.")
     parser.add_argument("--mode", choices=sorted(plan_lib.MODES), default=None,
                         help="full / quick / smoke (overrides --quick).")
     parser.add_argument("--only", default=None,
