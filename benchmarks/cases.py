@@ -1,6 +1,6 @@
 """One benchmark case, run in a child process by :mod:`benchmarks.run`.
 
-``python -m benchmarks.cases SPEC.json RESULT.json``: ``SPEC`` says what to
+``python -m benchmarks.cases SPEC.json RESULT.json [LOCK_FD STATUS]``: ``SPEC`` says what to
 measure (``kind`` = ``prepare`` | ``input`` | ``train`` | ``infer``); the
 result is written as JSON. Every case reuses the project's own code paths: the
 input pipelines (:mod:`dataset.detection_input`,
@@ -51,15 +51,22 @@ def _multiply_adds(model, image_size, cache_path, key):
     cached across cases because tracing a large model takes a while."""
     from common.model_stats import count_multiply_adds
 
-    cache = {}
-    if cache_path and os.path.exists(cache_path):
-        with open(cache_path) as handle:
-            cache = json.load(handle)
+    def read():
+        if cache_path and os.path.exists(cache_path):
+            with open(cache_path) as handle:
+                return json.load(handle)
+        return {}
+
+    cache = read()
     if key not in cache:
-        cache[key] = count_multiply_adds(model, tuple(image_size))
-        if cache_path:
-            with open(cache_path, "w") as handle:
+        value = count_multiply_adds(model, tuple(image_size))
+        if cache_path:  # cases run side by side: merge with what others wrote, replace atomically
+            cache = dict(read(), **{key: value})
+            partial = f"{cache_path}.{os.getpid()}"
+            with open(partial, "w") as handle:
                 json.dump(cache, handle, indent=2)
+            os.replace(partial, cache_path)
+        return value
     return cache[key]
 
 
@@ -82,7 +89,7 @@ def _device_source(batch):
 
 # --------------------------------------------------------------------------- cases
 
-def prepare(spec):
+def prepare(spec, gate):
     """Generates (or reuses) the synthetic TFRecords every other case reads."""
     from dataset.make_sample_dataset import make_sample_datasets
 
@@ -94,8 +101,9 @@ def prepare(spec):
     return {k: v for k, v in sample.items() if isinstance(v, (str, int, float))}
 
 
-def input_pipeline(spec):
-    """Images/second of one training input pipeline (decode + augment [+ anchor targets])."""
+def input_pipeline(spec, gate):
+    """Images/second of one training input pipeline (decode + augment [+ anchor targets]).
+    The pipeline's own warm-up batches are inside the timed (exclusive) section."""
     from benchmarks.timing import spread
     from dataset.benchmark_input import measure
 
@@ -114,12 +122,16 @@ def input_pipeline(spec):
             spec["file_pattern"], spec["image_size"], True, spec["batch_size"],
             num_classes=spec["num_classes"], randaug_magnitude=spec.get("randaug_magnitude"),
             **common)
-    stats = measure(dataset, spec["batch_size"], spec["batches"], spec["warmup"], spec["repeats"])
+    with gate.exclusive():
+        stats = measure(dataset, spec["batch_size"], spec["batches"], spec["warmup"],
+                        spec["repeats"])
     return {"images_per_second": spread(stats["repeats"])}
 
 
-def train(spec):
-    """Images/second of the train step (ours, and optionally Keras' V2-S interleaved)."""
+def train(spec, gate):
+    """Images/second of the train step (ours, and optionally Keras' V2-S interleaved).
+    ``gate``: a :class:`benchmarks.gate.TimingGate`; the rounds (and the profile) hold it
+    exclusively."""
     import keras
     import tensorflow as tf
 
@@ -190,7 +202,8 @@ def train(spec):
         runners.append(("keras_reference", run_reference, steps * batch))
         flops["keras_reference"] = _multiply_adds(reference, size, spec.get("flops_cache"),
                                                   f"keras.EfficientNetV2S@{spec['image_size']}")
-    timed = interleaved(runners, spec["warmup"], spec["repeats"], log=_log)
+    timed = interleaved(runners, spec["warmup"], spec["repeats"], log=_log,
+                        exclusive=gate.exclusive)
     # Retracing check: the step must have been traced exactly once for all calls.
     result = {"runs": {}, "train_step_traces": int(step._step.experimental_get_tracing_count())}
     for name, stats in timed.items():
@@ -199,20 +212,22 @@ def train(spec):
         result["runs"][name] = dict(stats, forward_multiply_adds=flops[name],
                                     train_gflops_per_second=6.0 * flops[name] * median / 1e9)
     if spec.get("profile_dir"):
-        tf.profiler.experimental.start(spec["profile_dir"])
-        for _ in range(spec.get("profile_steps", 2)):
-            with tf.profiler.experimental.Trace("train", step_num=int(step.global_step.numpy()),
-                                                _r=1):
-                losses = step.run(iterator)
-        float(np.asarray(losses["total_loss"]))
-        tf.profiler.experimental.stop()
+        with gate.exclusive():
+            tf.profiler.experimental.start(spec["profile_dir"])
+            for _ in range(spec.get("profile_steps", 2)):
+                with tf.profiler.experimental.Trace(
+                        "train", step_num=int(step.global_step.numpy()), _r=1):
+                    losses = step.run(iterator)
+            float(np.asarray(losses["total_loss"]))
+            tf.profiler.experimental.stop()
         result["profile_dir"] = spec["profile_dir"]
     return result
 
 
-def infer(spec):
+def infer(spec, gate):
     """Latency (batch 1) and throughput (batch N) of the inference wrapper: network only
-    and end to end; optionally Keras' V2-S network interleaved."""
+    and end to end; optionally Keras' V2-S network interleaved. Per batch size, every
+    target is warmed up first, then the rounds hold ``gate`` exclusively."""
     from benchmarks.timing import spread
     from common.export import benchmark, benchmark_targets
     from common.export.factory import build_inference_module
@@ -243,12 +258,14 @@ def infer(spec):
         made = [(name, part, make(batch_size)) for name, part, make in targets]
         latencies = {(name, part): [] for name, part, _ in made}
         rounds = {(name, part): [] for name, part, _ in made}
-        for index in range(spec["repeats"]):  # interleaved rounds: A B A B ...
-            for name, part, (function, inputs) in made:
-                seconds = benchmark.time_calls(function, inputs,
-                                               spec["warmup"] if index == 0 else 0, spec["runs"])
-                latencies[(name, part)] += seconds
-                rounds[(name, part)].append(batch_size * len(seconds) / sum(seconds))
+        for name, part, (function, inputs) in made:
+            benchmark.time_calls(function, inputs, spec["warmup"], 0)
+        with gate.exclusive():
+            for _ in range(spec["repeats"]):  # interleaved rounds: A B A B ...
+                for name, part, (function, inputs) in made:
+                    seconds = benchmark.time_calls(function, inputs, 0, spec["runs"])
+                    latencies[(name, part)] += seconds
+                    rounds[(name, part)].append(batch_size * len(seconds) / sum(seconds))
         for (name, part), seconds in latencies.items():
             throughput, latency = benchmark.summarize(seconds, batch_size)
             stats = spread(rounds[(name, part)])
@@ -266,12 +283,19 @@ CASES = {"prepare": prepare, "input": input_pipeline, "train": train, "infer": i
 
 
 def main(argv):
-    spec_path, result_path = argv
+    """``argv``: ``SPEC.json RESULT.json [LOCK_FD STATUS]`` (``LOCK_FD``: the shared lock
+    the runner took for this process, ``STATUS``: the gate's status file;
+    :mod:`benchmarks.gate`)."""
+    from benchmarks.gate import TimingGate
+
+    spec_path, result_path = argv[:2]
+    gate = TimingGate(*((int(argv[2]), argv[3]) if len(argv) > 2 else ()))
     with open(spec_path) as handle:
         spec = json.load(handle)
     tick = time.perf_counter()
-    result = CASES[spec["kind"]](spec)
-    result["wall_seconds"] = time.perf_counter() - tick
+    result = CASES[spec["kind"]](spec, gate)
+    result["wall_seconds"] = time.perf_counter() - tick  # the lock goes with the process
+    result["gate"] = {"waited_seconds": gate.waited_seconds, "timed_seconds": gate.timed_seconds}
     with open(result_path, "w") as handle:
         json.dump(result, handle, indent=2)
     return 0

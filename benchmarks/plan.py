@@ -2,9 +2,13 @@
 
 ``full`` is the issue's configuration (512×512 D0, 300 / 384 V2-S, batch 8).
 ``quick`` shrinks images and batches, runs fp32 only, inference at batch 1 and
-the classification input at the train size (2.8 min on a quiet 2-core
-VM, most of it one-time graph tracing); its numbers are only for checking that
-everything works and for ratios, never to quote. ``smoke`` is for the test suite.
+the classification input at the train size, and sets up all its cases at once
+(1.7 min on a quiet 2-core VM, most of it one-time graph tracing); its numbers
+are only for checking that everything works and for ratios, never to quote.
+``smoke`` is for the test suite. ``jobs`` is how many cases may set up side by
+side (:mod:`benchmarks.gate`), ``max_processes`` how many case processes may be
+alive at once, counting those that wait for their turn to time; the full mode
+keeps it at 2 because its train cases peak at 5-7.5 GB of host memory each.
 """
 from __future__ import annotations
 
@@ -12,15 +16,18 @@ MODES = {
     "full": dict(det_size=512, det_batch=8, cls_train_size=300, cls_infer_size=384, cls_batch=8,
                  input_sizes=(300, 384), input_batches=8, input_warmup=3, input_repeats=5,
                  train_warmup=1, train_repeats=3, steps_per_repeat=1, xla=(False, True),
-                 infer_batches=(1, 8), infer_warmup=2, infer_runs=1, infer_repeats=7),
+                 infer_batches=(1, 8), infer_warmup=2, infer_runs=1, infer_repeats=7, jobs=2,
+                 max_processes=2),
     "quick": dict(det_size=128, det_batch=2, cls_train_size=96, cls_infer_size=96, cls_batch=4,
                   input_sizes=(96,), input_batches=5, input_warmup=2, input_repeats=3,
-                  train_warmup=1, train_repeats=3, steps_per_repeat=1, xla=(False,),
-                  infer_batches=(1,), infer_warmup=1, infer_runs=1, infer_repeats=5),
+                  train_warmup=2, train_repeats=3, steps_per_repeat=1, xla=(False,),
+                  infer_batches=(1,), infer_warmup=1, infer_runs=1, infer_repeats=5, jobs=2,
+                  max_processes=6),
     "smoke": dict(det_size=128, det_batch=1, cls_train_size=64, cls_infer_size=64, cls_batch=2,
                   input_sizes=(64,), input_batches=2, input_warmup=1, input_repeats=2,
                   train_warmup=1, train_repeats=2, steps_per_repeat=1, xla=(False,),
-                  infer_batches=(1,), infer_warmup=1, infer_runs=2, infer_repeats=2),
+                  infer_batches=(1,), infer_warmup=1, infer_runs=2, infer_repeats=2, jobs=2,
+                  max_processes=2),
 }
 DETECTOR = "efficientdet-d0"
 CLASSIFIER = "efficientnetv2-s"

@@ -1,7 +1,8 @@
 """Entry point of the benchmark suite: ``python -m benchmarks.run [--quick] --output_dir DIR``.
 
 Runs every case of :mod:`benchmarks.plan` in its own subprocess
-(:mod:`benchmarks.cases`), reads each child's peak resident memory from the
+(:mod:`benchmarks.cases`), several at a time with only their untimed set-up
+overlapping (:mod:`benchmarks.gate`), reads each child's peak resident memory from the
 kernel (``os.wait4`` rusage ``ru_maxrss``), and writes ``DIR/results.json``
 and ``DIR/results.md`` (the table, the target ratios, the machine and the
 methodology). ``make bench`` / ``make bench-quick`` call it.
@@ -19,11 +20,16 @@ import time
 
 from benchmarks import plan as plan_lib
 from benchmarks import report
+from benchmarks.gate import take_shared
 
 METHODOLOGY = (
     "Each case runs in a fresh Python subprocess; its peak host memory is the child's "
     "ru_maxrss (os.wait4), so it includes TensorFlow itself (~0.4-0.6 GB). Warm-up calls "
-    "(tracing, XLA compilation, autotuning) are excluded from every timing. Input pipelines: "
+    "(tracing, XLA compilation, autotuning) are excluded from every timing. Up to `jobs` "
+    "cases set up at once (import, model building, tracing, warm-up; `max_processes` "
+    "bounds the processes alive, counting those waiting for their turn), but a case "
+    "times while holding an exclusive file lock that every other case's set-up and "
+    "timing also need, so nothing else runs during a timed section. Input pipelines: "
     "the project's training pipelines (decode + augment [+ anchor targets for detection]) "
     "on synthetic TFRecords, `repeats` timings of `batches` batches each after warm-up "
     "batches (dataset.benchmark_input.measure). Train steps: the project's TrainStep with the "
@@ -42,55 +48,93 @@ METHODOLOGY = (
 )
 
 
-def _wait(child, deadline):
-    """Waits for ``child`` (killing it at ``deadline``, a ``time.perf_counter()`` value or
-    None); returns ``(exit status, rusage, stopped)``."""
-    while True:
-        pid, status, usage = os.wait4(child.pid, 0 if deadline is None else os.WNOHANG)
-        if pid:
-            return status, usage, False
-        if time.perf_counter() >= deadline:
-            child.kill()
-            _, status, usage = os.wait4(child.pid, 0)
-            return status, usage, True
+class _Child:
+    """One case in its own subprocess (``python -m benchmarks.cases SPEC OUT [LOCK_FD]``,
+    or ``command``); its files live in ``workdir``. ``lock_fd``: the shared lock of
+    :func:`benchmarks.gate.take_shared`, handed to the child and closed here."""
+
+    def __init__(self, spec, workdir, command=None, lock_fd=None):
+        os.makedirs(workdir, exist_ok=True)
+        self.spec_path = os.path.join(workdir, "spec.json")
+        self.out_path = os.path.join(workdir, "out.json")
+        self.stderr_path = os.path.join(workdir, "stderr.txt")
+        self.status_path = os.path.join(workdir, "gate_status")
+        if os.path.exists(self.out_path):
+            os.remove(self.out_path)
+        with open(self.spec_path, "w") as handle:
+            json.dump(spec, handle)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        command = command or [sys.executable, "-m", "benchmarks.cases", self.spec_path,
+                              self.out_path] + (
+            [] if lock_fd is None else [str(lock_fd), self.status_path])
+        self.tick = time.perf_counter()
+        try:
+            with open(self.stderr_path, "w") as stderr:
+                self.process = subprocess.Popen(
+                    command, cwd=root, env=env, stdout=stderr, stderr=subprocess.STDOUT,
+                    pass_fds=() if lock_fd is None else (lock_fd,))
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # the child holds the lock now
+        self.status = self.usage = self.seconds = None
+        self.stopped = False
+
+    def setting_up(self):
+        """True while the case works untimed (not waiting for, nor holding, the
+        exclusive lock of :mod:`benchmarks.gate`)."""
+        try:
+            with open(self.status_path) as handle:
+                return handle.read() in ("setup", "")
+        except FileNotFoundError:
+            return True  # not yet started
+
+    def poll(self):
+        """True once the process has ended (then reaped: exit status, rusage, seconds)."""
+        if self.status is None:
+            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                self._reaped(status, usage)
+        return self.status is not None
+
+    def stop(self):
+        """Kills the process (the suite's time limit) and reaps it."""
+        if self.status is None:
+            self.process.kill()
+            _, status, usage = os.wait4(self.process.pid, 0)
+            self._reaped(status, usage)
+            self.stopped = True
+
+    def _reaped(self, status, usage):
+        self.status, self.usage = status, usage
+        self.seconds = time.perf_counter() - self.tick
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+
+    def outcome(self, log):
+        """After :meth:`poll` or :meth:`stop`: logs the child's progress lines; returns
+        ``(result or None, error text, peak RSS MiB, seconds, stopped)``."""
+        peak_mib = self.usage.ru_maxrss / 1024.0  # Linux reports KiB
+        with open(self.stderr_path) as handle:
+            text = handle.read()
+        for line in text.splitlines():
+            if line.startswith("  "):
+                log(line)
+        if self.stopped:
+            return None, f"stopped after {self.seconds / 60:.1f} min", peak_mib, self.seconds, True
+        if self.process.returncode != 0 or not os.path.exists(self.out_path):
+            tail = "\n".join(text.splitlines()[-15:])
+            return (None, f"exit code {self.process.returncode}: {tail}", peak_mib, self.seconds,
+                    False)
+        with open(self.out_path) as handle:
+            return json.load(handle), None, peak_mib, self.seconds, False
+
+
+def _run_alone(spec, workdir, log):
+    """Runs one case to its end; returns :meth:`_Child.outcome`."""
+    child = _Child(spec, workdir)
+    while not child.poll():
         time.sleep(0.2)
-
-
-def _run_child(spec, workdir, log, deadline=None):
-    """Runs one case in a subprocess, killed at ``deadline`` (``time.perf_counter()``).
-
-    Returns:
-        ``(result or None, error text, peak RSS MiB, seconds, stopped)``.
-    """
-    spec_path = os.path.join(workdir, "spec.json")
-    out_path = os.path.join(workdir, "out.json")
-    if os.path.exists(out_path):
-        os.remove(out_path)
-    with open(spec_path, "w") as handle:
-        json.dump(spec, handle)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tick = time.perf_counter()
-    stderr_path = os.path.join(workdir, "stderr.txt")
-    with open(stderr_path, "w") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "benchmarks.cases", spec_path, out_path],
-                                 cwd=root, env=env, stdout=stderr, stderr=subprocess.STDOUT)
-        status, usage, stopped = _wait(child, deadline)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - tick
-    peak_mib = usage.ru_maxrss / 1024.0  # Linux reports KiB
-    with open(stderr_path) as handle:
-        text = handle.read()
-    for line in text.splitlines():
-        if line.startswith("  "):
-            log(line)
-    if stopped:
-        return None, f"stopped after {seconds / 60:.1f} min", peak_mib, seconds, True
-    if child.returncode != 0 or not os.path.exists(out_path):
-        tail = "\n".join(l for l in text.splitlines()[-15:])
-        return None, f"exit code {child.returncode}: {tail}", peak_mib, seconds, False
-    with open(out_path) as handle:
-        return json.load(handle), None, peak_mib, seconds, False
+    return child.outcome(log)
 
 
 def machine():
@@ -111,7 +155,8 @@ def machine():
 
 
 def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minutes=None,
-              threads=0, profile=False, keep_previous=False, sample_dir=None, log=print):
+              threads=0, profile=False, keep_previous=False, sample_dir=None, jobs=None,
+              max_processes=None, log=print):
     """Runs the suite; writes ``results.json`` and ``results.md`` into ``output_dir``.
 
     Args:
@@ -130,10 +175,20 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             suite can be completed in parts.
         sample_dir: where the synthetic TFRecords are generated and cached
             (default ``output_dir/sample_data``).
+        jobs: cases that may set up at once; only untimed work overlaps
+            (:mod:`benchmarks.gate`). 1 runs them one after another.
+        max_processes: case processes alive at once, including those waiting for
+            their turn to time (a bound on host memory); at least ``jobs``.
+            ``jobs`` / ``max_processes`` None take the mode's setting
+            (:data:`benchmarks.plan.MODES`).
 
     Returns:
         The results dict (as written to ``results.json``).
     """
+    jobs = plan_lib.MODES[mode]["jobs"] if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    max_processes = max(jobs, max_processes or plan_lib.MODES[mode]["max_processes"])
     os.makedirs(output_dir, exist_ok=True)
     start = time.perf_counter()
     log("Methodology: " + METHODOLOGY)
@@ -142,11 +197,12 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
     prepare = dict(kind="prepare", data_dir=sample_dir or os.path.join(output_dir, "sample_data"),
                    num_images=48 if full else 8, detection_image_size=640 if full else 256,
                    classification_image_size=384 if full else 160)
-    data, error, _, _, _ = _run_child(prepare, workdir, log)
+    data, error, _, _, _ = _run_alone(prepare, os.path.join(workdir, "prepare"), log)
     if data is None:
         raise RuntimeError(f"Could not make the sample data: {error}")
     cases = plan_lib.build_plan(mode, data, include_amp=include_amp, threads=threads)
-    flops_cache = os.path.join(output_dir, "multiply_adds_cache.json")
+    shared = dict(flops_cache=os.path.join(output_dir, "multiply_adds_cache.json"))
+    lock_path = os.path.join(workdir, "timing.lock")
     previous = {}
     previous_path = os.path.join(output_dir, "results.json")
     if keep_previous and os.path.exists(previous_path):
@@ -156,55 +212,59 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             previous = {c["id"]: dict(c, from_previous_run=True) for c in earlier["cases"]
                         if c["status"] == "ok"}
     deadline = start + 60.0 * budget_minutes if budget_minutes else None
-    results = []
+    slots, queue = [], []  # results in plan order; (slot, spec) still to run
     for spec in cases:
         if only and not any(o in spec["id"] for o in only):
             if spec["id"] in previous:
-                results.append(previous[spec["id"]])
+                slots.append(previous[spec["id"]])
             continue
-        spec = dict(spec, flops_cache=flops_cache)
+        spec = dict(spec, **shared)
         if profile and spec["kind"] == "train" and not spec.get("skip"):
             spec["profile_dir"] = os.path.join(output_dir, "profile", spec["id"].replace("/", "_"))
-        elapsed = (time.perf_counter() - start) / 60.0
         if spec.get("skip"):
-            results.append(dict(id=spec["id"], spec=spec, status="skipped",
-                                reason="mixed precision on a CPU (meaningful only on a GPU; "
-                                       "pass --include_amp to time it anyway)"))
+            slots.append(dict(id=spec["id"], spec=spec, status="skipped",
+                              reason="mixed precision on a CPU (meaningful only on a GPU; "
+                                     "pass --include_amp to time it anyway)"))
             log(f"[skip] {spec['id']}: mixed precision, no GPU")
             continue
-        if budget_minutes and elapsed > budget_minutes:
-            if spec["id"] in previous:
-                results.append(previous[spec["id"]])
+        slots.append(None)
+        queue.append((len(slots) - 1, spec))
+    running = []  # (slot, spec, child)
+    while queue or running:
+        while (queue and len(running) < max_processes
+               and sum(child.setting_up() for _, _, child in running) < jobs):
+            slot, spec = queue.pop(0)
+            elapsed = (time.perf_counter() - start) / 60.0
+            if budget_minutes and elapsed > budget_minutes:
+                slots[slot] = previous.get(spec["id"]) or dict(
+                    id=spec["id"], spec=spec, status="skipped",
+                    reason=f"time budget of {budget_minutes} min used up")
+                log(f"[skip] {spec['id']}: budget")
                 continue
-            results.append(dict(id=spec["id"], spec=spec, status="skipped",
-                                reason=f"time budget of {budget_minutes} min used up"))
-            log(f"[skip] {spec['id']}: budget")
-            continue
-        log(f"[run ] {spec['id']} ({elapsed:.1f} min elapsed)")
-        result, error, peak_mib, seconds, stopped = _run_child(spec, workdir, log, deadline)
-        entry = dict(id=spec["id"], spec=spec, peak_host_memory_mib=peak_mib,
-                     case_seconds=seconds)
-        if stopped:
-            if spec["id"] in previous:
-                results.append(previous[spec["id"]])
-                continue
-            entry.update(status="stopped",
-                         reason=f"time budget of {budget_minutes} min reached: {error}")
-            log(f"[stop] {spec['id']}: time budget reached, {error}")
-        elif result is None:
-            entry.update(status="failed", error=error)
-            log(f"[FAIL] {spec['id']}: {error}")
-        else:
-            entry.update(status="ok", result=result)
-        results.append(entry)
-        with open(os.path.join(output_dir, "partial_results.json"), "w") as handle:
-            json.dump(results, handle, indent=2)  # survives an interrupted run
+            lock_fd = take_shared(lock_path)
+            if lock_fd is None:  # a case is timing: start this one later
+                queue.insert(0, (slot, spec))
+                break
+            log(f"[run ] {spec['id']} ({elapsed:.1f} min elapsed)")
+            running.append((slot, spec, _Child(spec, os.path.join(workdir, f"case{slot:02d}"),
+                                               lock_fd=lock_fd)))
+        time.sleep(0.2)
+        if deadline is not None and time.perf_counter() >= deadline:
+            for _, _, child in running:
+                child.stop()
+        for item in [r for r in running if r[2].poll()]:
+            running.remove(item)
+            slot, spec, child = item
+            slots[slot] = _entry(spec, child.outcome(log), previous, budget_minutes, log)
+            with open(os.path.join(output_dir, "partial_results.json"), "w") as handle:
+                json.dump([s for s in slots if s is not None], handle, indent=2)
+    results = [s for s in slots if s is not None]
     import tensorflow as tf  # only for the version string, after the children ran
 
     data = {"mode": mode, "command": " ".join(["python", "-m", "benchmarks.run"] + sys.argv[1:]),
             "tensorflow": tf.__version__, "machine": machine(), "methodology": METHODOLOGY,
-            "settings": plan_lib.MODES[mode], "total_minutes": (time.perf_counter() - start) / 60,
-            "cases": results}
+            "settings": dict(plan_lib.MODES[mode], jobs=jobs, max_processes=max_processes),
+            "total_minutes": (time.perf_counter() - start) / 60, "cases": results}
     data["targets"] = report.targets(data)
     with open(os.path.join(output_dir, "results.json"), "w") as handle:
         json.dump(data, handle, indent=2)
@@ -215,11 +275,28 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
     return data
 
 
+def _entry(spec, outcome, previous, budget_minutes, log):
+    """The results entry of a finished (or stopped) case."""
+    result, error, peak_mib, seconds, stopped = outcome
+    entry = dict(id=spec["id"], spec=spec, peak_host_memory_mib=peak_mib, case_seconds=seconds)
+    if stopped:
+        if spec["id"] in previous:
+            return previous[spec["id"]]
+        entry.update(status="stopped", reason=f"time budget of {budget_minutes} min reached: {error}")
+        log(f"[stop] {spec['id']}: time budget reached, {error}")
+    elif result is None:
+        entry.update(status="failed", error=error)
+        log(f"[FAIL] {spec['id']}: {error}")
+    else:
+        entry.update(status="ok", result=result)
+    return entry
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default="runs/bench")
     parser.add_argument("--quick", action="store_true",
-                        help="Small sizes, fp32, batch-1 inference; about 3 minutes on a 2-core CPU.")
+                        help="Small sizes, fp32, batch-1 inference; under 2 minutes on a 2-core CPU.")
     parser.add_argument("--mode", choices=sorted(plan_lib.MODES), default=None,
                         help="full / quick / smoke (overrides --quick).")
     parser.add_argument("--only", default=None,
@@ -235,6 +312,12 @@ def main(argv=None):
                         help="Keep earlier results (OUTPUT_DIR/results.json) of cases not run now.")
     parser.add_argument("--sample_dir", default=None,
                         help="Cache of the synthetic TFRecords (default OUTPUT_DIR/sample_data).")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="Cases setting up at once (untimed work overlaps, timed parts "
+                             "never do); 1 = one after another. Default: 2.")
+    parser.add_argument("--max_processes", type=int, default=None,
+                        help="Case processes alive at once, incl. those waiting to time "
+                             "(host memory bound). Default: 2 full, 6 quick.")
     parser.add_argument("--profile", action="store_true",
                         help="Also write tf.profiler traces of a few train steps (output_dir/profile).")
     args = parser.parse_args(argv)
@@ -243,7 +326,7 @@ def main(argv=None):
         {"full": 14.0, "quick": 4.0}.get(mode))
     data = run_suite(args.output_dir, mode, args.only.split(",") if args.only else None,
                      args.include_amp, budget, args.threads, args.profile, args.keep_previous,
-                     args.sample_dir)
+                     args.sample_dir, args.jobs, args.max_processes)
     failed = [c["id"] for c in data["cases"] if c["status"] == "failed"]
     return 1 if failed else 0
 

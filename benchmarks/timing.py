@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark cases: repetitions, interleaving, statistics."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -22,7 +23,7 @@ def spread(values):
             "n": len(values), "values": values}
 
 
-def interleaved(runners, warmup, repeats, log=print):
+def interleaved(runners, warmup, repeats, log=print, exclusive=contextlib.nullcontext):
     """Times several step functions alternately: ``A B A B …``.
 
     Each runner is ``(name, run, items)``: ``run()`` does one timed unit of work
@@ -30,7 +31,8 @@ def interleaved(runners, warmup, repeats, log=print):
     the host) and ``items`` is the number of images it processes. All runners
     first get ``warmup`` untimed calls (tracing, XLA compilation, allocator
     warm-up), then ``repeats`` rounds in which each runner is timed once, so a
-    change of machine load hits all of them alike.
+    change of machine load hits all of them alike. The rounds run inside
+    ``exclusive()`` (:meth:`benchmarks.gate.TimingGate.exclusive` in the suite).
 
     Returns:
         ``{name: {"seconds": [...], "images_per_second": spread(...)}}``.
@@ -41,13 +43,14 @@ def interleaved(runners, warmup, repeats, log=print):
         for _ in range(warmup):
             run()
         log(f"  {name}: warm-up {warmup} call(s) {time.perf_counter() - tick:.1f} s")
-    for index in range(repeats):
-        for name, run, _ in runners:
-            tick = time.perf_counter()
-            run()
-            results[name].append(time.perf_counter() - tick)
-        log(f"  round {index + 1}/{repeats}: "
-            + ", ".join(f"{n} {results[n][-1]:.2f} s" for n, _, _ in runners))
+    with exclusive():
+        for index in range(repeats):
+            for name, run, _ in runners:
+                tick = time.perf_counter()
+                run()
+                results[name].append(time.perf_counter() - tick)
+            log(f"  round {index + 1}/{repeats}: "
+                + ", ".join(f"{n} {results[n][-1]:.2f} s" for n, _, _ in runners))
     return {name: {"seconds": results[name],
                    "images_per_second": spread([items / s for s in results[name]])}
             for name, _, items in runners}

@@ -73,35 +73,107 @@ def test_targets_are_ratios_of_medians():
 
 
 def test_smoke_run_writes_json_and_markdown(tmp_path):
-    """The real entry point, on the detection input case only (the others are too slow
-    for a unit test; ``make bench-quick`` runs them)."""
-    data = run_suite(str(tmp_path), mode="smoke", only=["input/detection"], log=lambda _: None)
+    """The real entry point, on the two input cases run side by side (the others are
+    too slow for a unit test; ``make bench-quick`` runs them)."""
+    data = run_suite(str(tmp_path), mode="smoke", only=["input/"], jobs=2, log=lambda _: None)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["mode"] == "smoke" and saved["methodology"] and saved["machine"]["cpus"]
-    case = next(c for c in saved["cases"] if c["id"] == "input/detection@128")
-    assert case["status"] == "ok", case.get("error")
-    assert case["result"]["images_per_second"]["median"] > 0
-    assert case["peak_host_memory_mib"] > 100  # a TensorFlow process
+    assert [c["id"] for c in saved["cases"]] == ["input/detection@128", "input/classification@64"]
+    for case in saved["cases"]:
+        assert case["status"] == "ok", case.get("error")
+        assert case["result"]["images_per_second"]["median"] > 0
+        assert case["peak_host_memory_mib"] > 100  # a TensorFlow process
     markdown = (tmp_path / "results.md").read_text()
     assert "## Input pipelines" in markdown and "| detection | 128² |" in markdown
     assert data["cases"] == saved["cases"]
 
 
-def test_a_case_running_at_the_time_budget_is_stopped():
+def test_a_case_running_at_the_time_budget_is_stopped(tmp_path):
     """The suite's time limit is hard: a child still running at the deadline is killed
     (and reported as stopped), one that finishes before it is reaped normally."""
-    import subprocess
     import sys
     import time
 
-    from benchmarks.run import _wait
+    from benchmarks.run import _Child
 
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper = _Child({}, str(tmp_path / "a"), [sys.executable, "-c", "import time; time.sleep(60)"])
     tick = time.perf_counter()
-    status, usage, stopped = _wait(sleeper, deadline=tick + 1.0)
-    assert stopped and 1.0 <= time.perf_counter() - tick < 10.0
-    assert os.waitstatus_to_exitcode(status) != 0 and usage.ru_maxrss > 0
+    time.sleep(1.0)
+    assert not sleeper.poll()
+    sleeper.stop()
+    result, error, peak_mib, seconds, stopped = sleeper.outcome(lambda _: None)
+    assert stopped and result is None and "stopped after" in error
+    assert 1.0 <= seconds < 10.0 and time.perf_counter() - tick < 10.0 and peak_mib > 0
 
-    quick = subprocess.Popen([sys.executable, "-c", "pass"])
-    status, _, stopped = _wait(quick, deadline=time.perf_counter() + 60.0)
-    assert not stopped and os.waitstatus_to_exitcode(status) == 0
+    quick = _Child({}, str(tmp_path / "b"), [sys.executable, "-c", "print('  done')"])
+    while not quick.poll():
+        time.sleep(0.05)
+    lines = []
+    result, error, _, _, stopped = quick.outcome(lines.append)
+    assert not stopped and quick.process.returncode == 0 and lines == ["  done"]
+    assert result is None and "exit code 0" in error  # it wrote no result file
+
+
+def test_the_timing_gate_excludes_everything_else_while_a_case_times(tmp_path):
+    """Set-ups share the lock; a timed section holds it alone, and the runner cannot
+    start another case (take_shared returns None) until it is over."""
+    from benchmarks.gate import TimingGate, take_shared
+
+    path = str(tmp_path / "timing.lock")
+    first, second = take_shared(path), take_shared(path)
+    assert first is not None and second is not None  # two set-ups at once
+    os.close(second)
+    gate = TimingGate(first)
+    with gate.exclusive():
+        assert take_shared(path) is None  # nobody sets up or starts while this times
+    third = take_shared(path)  # back to shared: set-ups go on side by side
+    assert third is not None
+    os.close(third)
+    os.close(first)
+
+
+def test_timed_sections_of_parallel_cases_never_overlap_other_work(tmp_path):
+    """Two real child processes (the runner's hand-off of the locked descriptor): their
+    set-ups run at the same time, and each timed section overlaps nothing of the other."""
+    import sys
+    import time
+
+    from benchmarks.gate import take_shared
+    from benchmarks.run import _Child
+
+    script = (
+        "import sys, time\n"
+        "from benchmarks.gate import TimingGate\n"
+        "gate = TimingGate(int(sys.argv[1]))\n"
+        "log = open(sys.argv[2], 'w')\n"
+        "def work(kind):\n"
+        "    start = time.time(); time.sleep(0.6); log.write(f'{kind} {start} {time.time()}\\n')\n"
+        "work('setup')\n"
+        "with gate.exclusive():\n"
+        "    work('timed')\n"
+        "work('teardown')\n")
+    path = str(tmp_path / "timing.lock")
+    children = []
+    for name in ("a", "b"):
+        fd = take_shared(path)
+        assert fd is not None
+        log = str(tmp_path / f"{name}.log")
+        children.append((log, _Child({}, str(tmp_path / name),
+                                     [sys.executable, "-c", script, str(fd), log], lock_fd=fd)))
+    deadline = time.perf_counter() + 60
+    while not all(child.poll() for _, child in children) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    spans = []
+    for index, (log, child) in enumerate(children):
+        assert child.process.returncode == 0, open(child.stderr_path).read()
+        for line in open(log):
+            kind, start, end = line.split()
+            spans.append((index, kind, float(start), float(end)))
+    assert len(spans) == 6
+    setups = [s for s in spans if s[1] == "setup"]
+    assert setups[0][2] < setups[1][3] and setups[1][2] < setups[0][3]  # in parallel
+    for who, kind, start, end in spans:
+        if kind == "timed":
+            for other, _, s, e in spans:
+                if other != who:
+                    assert e <= start or s >= end, (who, start, end, other, s, e)
