@@ -98,7 +98,10 @@ def prepare(spec, gate):
                                   classification_num_train=spec["num_images"],
                                   classification_num_val=8,
                                   classification_image_size=spec["classification_image_size"])
-    return {k: v for k, v in sample.items() if isinstance(v, (str, int, float))}
+    import tensorflow as tf
+
+    found = {k: v for k, v in sample.items() if isinstance(v, (str, int, float))}
+    return dict(found, gpus=len(tf.config.list_physical_devices("GPU")))
 
 
 def input_pipeline(spec, gate):

@@ -42,7 +42,7 @@ def build_plan(mode, data, include_amp=False, randaug_magnitude=10.0, threads=0)
 
     Args:
         mode: a key of :data:`MODES`.
-        data: the ``prepare`` case's result (sample TFRecord patterns).
+        data: the ``prepare`` case's result (sample TFRecord patterns, ``gpus``).
         include_amp: also time the mixed-precision variants (always listed; without
             this flag they are marked skipped, as on a CPU they only measure
             float16 emulation).
@@ -77,12 +77,19 @@ def build_plan(mode, data, include_amp=False, randaug_magnitude=10.0, threads=0)
                                    (CLASSIFIER, m["cls_infer_size"], True)):
         for amp in amps:
             for xla in m["xla"]:
+                batches, note = list(m["infer_batches"]), None
+                if xla and not data.get("gpus") and len(batches) > 1:
+                    # XLA's CPU code is 4-7x slower here (the train rows show it); at
+                    # batch 8 a single case takes longer than the whole time limit.
+                    batches = batches[:1]
+                    note = (f"batch {batches[0]} only: XLA inference at larger batches "
+                            "takes minutes per target on a CPU (no GPU found)")
                 cases.append(dict(
                     id=f"infer/{model}@{size}/{variant_name(xla, amp)}", kind="infer", model=model,
                     image_size=size, xla=xla, amp=amp, reference=reference,
-                    batch_sizes=list(m["infer_batches"]), warmup=m["infer_warmup"],
+                    batch_sizes=batches, warmup=m["infer_warmup"],
                     runs=m["infer_runs"], repeats=m["infer_repeats"],
-                    skip=(amp and not include_amp)))
+                    skip=(amp and not include_amp), note=note))
     # Most informative first, so a time budget cuts the least important cases:
     # inputs, fp32 train and inference, then XLA, then mixed precision.
     # Within a variant the V2-S cases (the reference ratios) come before D0.

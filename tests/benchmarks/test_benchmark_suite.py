@@ -24,6 +24,17 @@ def test_plan_lists_every_case_of_the_issue():
     assert not any(c.get("skip") for c in plan.build_plan("full", data, include_amp=True))
 
 
+def test_xla_inference_runs_batch_1_only_without_a_gpu():
+    data = {"train_file_pattern": "d/*", "classification_train_file_pattern": "c/*"}
+    for gpus, xla_batches in ((0, [1]), (1, [1, 8])):
+        cases = {c["id"]: c for c in plan.build_plan("full", dict(data, gpus=gpus))}
+        for model in ("efficientdet-d0@512", "efficientnetv2-s@384"):
+            assert cases[f"infer/{model}/fp32"]["batch_sizes"] == [1, 8]
+            xla = cases[f"infer/{model}/xla"]
+            assert xla["batch_sizes"] == xla_batches
+            assert bool(xla["note"]) == (gpus == 0)  # labelled in the report
+
+
 def test_interleaving_alternates_and_reports_the_spread():
     order = []
     result = interleaved([("a", lambda: order.append("a"), 2), ("b", lambda: order.append("b"), 2)],
