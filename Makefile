@@ -44,7 +44,7 @@ test-fast: setup-test
 bench: setup
 	$(PY) -m benchmarks.run --output_dir runs/bench
 
-## The same with small sizes (about 3 minutes on a quiet 2-core CPU, mostly one-time graph tracing).
+## The same with small sizes (under 2 minutes on a quiet 2-core CPU; cases set up side by side).
 bench-quick: setup
 	$(PY) -m benchmarks.run --quick --output_dir runs/bench-quick
 
