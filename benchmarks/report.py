@@ -148,8 +148,10 @@ def markdown(data):
                          f"{_spread(r['round_images_per_second'])} | {r['latency_ms']['p50']:.1f} | "
                          f"{r['latency_ms']['p90']:.1f} | {r['gflops_per_second']:.1f} | "
                          f"{c['peak_host_memory_mib']:.0f} |")
+    # Notes of the cases that ran (a skipped case's row already gives its reason).
     notes = [f"* `{c['id']}`: {c['spec']['note']}" for c in data["cases"]
-             if c["id"].startswith("infer/") and c["spec"].get("note")]
+             if c["id"].startswith("infer/") and c["spec"].get("note")
+             and c["status"] != "skipped"]
     if notes:
         lines += [""] + notes
     lines += ["", "## Targets (ratios measured in this run)", "",

@@ -49,9 +49,10 @@ METHODOLOGY = (
 
 
 class _Child:
-    """One case in its own subprocess (``python -m benchmarks.cases SPEC OUT [LOCK_FD]``,
-    or ``command``); its files live in ``workdir``. ``lock_fd``: the shared lock of
-    :func:`benchmarks.gate.take_shared`, handed to the child and closed here."""
+    """One case in its own subprocess (``python -m benchmarks.cases SPEC OUT [LOCK_FD
+    STATUS]``, or ``command``); its files live in ``workdir`` (one per case, fresh).
+    ``lock_fd``: the shared lock of :func:`benchmarks.gate.take_shared`, handed to
+    the child and closed here."""
 
     def __init__(self, spec, workdir, command=None, lock_fd=None):
         os.makedirs(workdir, exist_ok=True)
@@ -59,8 +60,6 @@ class _Child:
         self.out_path = os.path.join(workdir, "out.json")
         self.stderr_path = os.path.join(workdir, "stderr.txt")
         self.status_path = os.path.join(workdir, "gate_status")
-        if os.path.exists(self.out_path):
-            os.remove(self.out_path)
         with open(self.spec_path, "w") as handle:
             json.dump(spec, handle)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
