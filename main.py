@@ -43,8 +43,13 @@ flags.DEFINE_string("freeze", None,
                     "(detectors: only the heads train), 're:<regex>' over variable paths "
                     "(e.g. 're:efficientnet-b0/blocks_[0-3]/'), or 'none'.")
 flags.DEFINE_string("ckpt_path", None, "Checkpoint to evaluate (default: latest in --model_dir).")
-flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --model_dir.")
+flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in --model_dir, with "
+                  "the recipe recorded in its config.yaml.")
 flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_bool("deterministic", None,
+                  "Bit-identical runs for one seed on CPU (slower; README: Resuming and failures).")
+flags.DEFINE_integer("checkpoint_every_n_steps", None,
+                     "Also checkpoint every N steps inside epochs (default: epoch ends only).")
 flags.DEFINE_bool("use_xla", None, "Compile the train step with XLA.")
 flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss scaling).")
 flags.DEFINE_integer("eval_steps", None, "Evaluate on at most this many batches.")
@@ -82,6 +87,8 @@ def _flag_overrides():
         "use_xla": "runtime.use_xla",
         "amp": "runtime.mixed_precision",
         "sync_bn": "runtime.sync_bn",
+        "deterministic": "runtime.deterministic",
+        "checkpoint_every_n_steps": "runtime.checkpoint_every_n_steps",
     }
     overrides = []
     for flag, key in mapping.items():
@@ -94,10 +101,68 @@ def _flag_overrides():
     return overrides
 
 
+def _recorded_config():
+    """``model_dir/config.yaml`` when this run continues a model directory's recipe
+    (``--resume``, or evaluating a model directory), else None."""
+    if not FLAGS.model_dir:
+        return None
+    path = os.path.join(FLAGS.model_dir, "config.yaml")
+    if not os.path.isfile(path):
+        if FLAGS.resume:
+            logging.warning("%s is missing: resuming with the settings of the command line only.",
+                            path)
+        return None
+    if FLAGS.resume or FLAGS.mode == "eval":
+        return path
+    return None
+
+
+def _check_resume_target():
+    """``--resume`` needs a checkpoint in ``--model_dir`` (checked before anything is written)."""
+    if FLAGS.mode not in ("train", "train_and_eval") or not FLAGS.resume:
+        return
+    import tensorflow as tf
+
+    if not FLAGS.model_dir:
+        raise ConfigError("--resume needs --model_dir: the directory of the run to continue.")
+    if not os.path.isdir(FLAGS.model_dir):
+        raise ConfigError(f"--resume: --model_dir {FLAGS.model_dir!r} does not exist; check the "
+                          "path, or drop --resume to start a new run there.")
+    if tf.train.latest_checkpoint(FLAGS.model_dir) is None:
+        raise ConfigError(f"--resume: no checkpoint in {FLAGS.model_dir!r} (no 'checkpoint' file "
+                          "listing ckpt-<step>); check --model_dir, or drop --resume to start a "
+                          "new run there.")
+
+
+def _config_from_model_dir(path, overrides):
+    """The recorded recipe at ``path`` with the command line on top (checked, logged)."""
+    from common.config import load_config_file
+    from common.config.resume import EVAL_ALLOWED, check_changes, describe_changes
+
+    base = load_config_file(path)
+    try:
+        recorded = load_config(base=base)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    config = load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams, overrides, base=base)
+    if FLAGS.mode == "eval":
+        changes = check_changes(recorded, config, path, EVAL_ALLOWED, "evaluate")
+    else:
+        changes = check_changes(recorded, config, path)
+    logging.info("Using the recipe recorded in %s%s", path,
+                 f"; changed on the command line: {describe_changes(changes)}" if changes else
+                 " unchanged.")
+    return config
+
+
 def resolve_config(distribution=None):
     """Config from flags; with no data anywhere, the quickstart recipe on sample data
-    (written by one process per machine while the others wait)."""
+    (written by one process per machine while the others wait). A resumed run (and
+    evaluation of a model directory) starts from the directory's ``config.yaml``."""
     overrides = list(FLAGS.override) + _flag_overrides()
+    recorded = _recorded_config()
+    if recorded is not None:
+        return _config_from_model_dir(recorded, overrides)
     config = load_config(FLAGS.config, FLAGS.model_name, FLAGS.hparams, overrides)
     if FLAGS.mode == "summary" or config.data.train_file_pattern or config.data.val_file_pattern:
         return config
@@ -175,9 +240,28 @@ def _print_metrics(metrics):
             print(f"{key:>24}: {value}")
 
 
+def _check_positional(argv):
+    """Leftover words on the command line are almost always a glob the shell expanded."""
+    extra = argv[1:]
+    if not extra:
+        return
+    shown = " ".join(repr(a) for a in extra[:3]) + (" ..." if len(extra) > 3 else "")
+    raise ConfigError(
+        f"Unexpected argument(s) {shown}: main.py takes only --flags. If these are files of "
+        "a glob such as --train_file_pattern data/train-*, the shell expanded it and only "
+        "the first file became the flag's value; quote the pattern: "
+        "--train_file_pattern 'data/train-*'.")
+
+
 def main(argv):
-    del argv
     from common.training.distribution import SingleProcess, make_distribution
+    from dataset.errors import DatasetError
+
+    try:
+        _check_positional(argv)
+    except ConfigError as error:
+        logging.error("%s", error)
+        sys.exit(2)
 
     try:
         # First: Horovod must pick this process's GPU before TensorFlow touches any.
@@ -189,17 +273,29 @@ def main(argv):
     if not distribution.is_chief:
         logging.set_verbosity(logging.WARNING)  # one copy of the logs, from the chief
     try:
+        _check_resume_target()
         config = resolve_config(distribution)
         if FLAGS.mode == "summary":
             if config.runtime.model_dir:
-                os.makedirs(config.runtime.model_dir, exist_ok=True)
-                dump_config(config, os.path.join(config.runtime.model_dir, "config.yaml"))
+                _write_summary_config(config)
             run_summary(config)
         else:
             run(config, distribution)
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, DatasetError) as error:
         logging.error("%s", error)
         sys.exit(2)
+
+
+def _write_summary_config(config):
+    """``--mode summary --model_dir`` records the config, but never over a trained run's."""
+    from common.training.runner import prepare_model_dir
+
+    model_dir = config.runtime.model_dir
+    prepare_model_dir(model_dir)
+    if any(name.startswith("ckpt-") for name in os.listdir(model_dir)):
+        logging.info("%s holds checkpoints: its config.yaml is left as it is.", model_dir)
+        return
+    dump_config(config, os.path.join(model_dir, "config.yaml"))
 
 
 if __name__ == "__main__":

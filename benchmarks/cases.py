@@ -170,7 +170,7 @@ def train(spec, gate):
                      weight_decay_exclude=train_cfg.weight_decay_exclude)
     # One real batch from the experiment's own training pipeline, then repeated from
     # memory: the step is timed alone (the pipeline has its own cases).
-    stage = experiment.stages(model, 1, batch, seed=0)[-1]
+    stage = experiment.stages(model, 1, batch, seed=0, batches_per_epoch=1)[-1]
     if stage.on_enter is not None:
         stage.on_enter()
     data = next(iter(stage.make_dataset()))

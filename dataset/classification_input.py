@@ -19,7 +19,8 @@ Label smoothing can be done here (``label_smoothing``) or in the loss
 Batches are ``(images float32 [B, H, W, 3], labels float32 [B, num_classes])``.
 Labels in the records are 0-based (:mod:`dataset.tfrecord_format`); records
 with 1-based labels (ImageNet with a background class) need ``label_offset=-1``.
-A label outside ``0 … num_classes - 1`` is an error naming the record.
+A label outside ``0 … num_classes - 1``, or none at all (a detection record),
+is an error naming the record.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from dataset.mixing import mix_batch
 from dataset.randaugment import randaugment
 from dataset.tfrecord_format import parse_classification_example
 from efficientdet.anchors import parse_image_size
+
+CLASSIFICATION_CONVERTER = "dataset/create_classification_tfrecord.py"
 
 
 def _is_jpeg(encoded):
@@ -96,12 +99,18 @@ class ClassificationExampleProcessor:
     def label(self, parsed):
         label = parsed["label"] + self.label_offset
         record = tf.strings.join(["file '", parsed["filename"], "' (class text '", parsed["text"], "')"])
+        # -1 is the parse default: the record has no image/class/label at all,
+        # typically a detection record. Exactly one of the two checks can fail.
+        missing = tf.equal(parsed["label"], -1)
+        has_label = tf.debugging.Assert(tf.logical_not(missing), [
+            "no image/class/label (a detection record?) in record", record,
+            f"- classification needs records from {CLASSIFICATION_CONVERTER}"])
         check = tf.debugging.Assert(
-            tf.logical_and(label >= 0, label < self.num_classes),
+            tf.logical_or(missing, tf.logical_and(label >= 0, label < self.num_classes)),
             ["image/class/label (after label_offset", self.label_offset, ") is", label,
              f"outside 0..{self.num_classes - 1} in record", record,
              "- labels are 0-based; fix num_classes, or set label_offset=-1 for 1-based records"])
-        with tf.control_dependencies([check, input_utils.check_image_bytes(parsed["encoded"], record)]):
+        with tf.control_dependencies([has_label, check, input_utils.check_image_bytes(parsed["encoded"], record)]):
             one_hot = tf.one_hot(tf.cast(label, tf.int32), self.num_classes, dtype=tf.float32)
         if self.label_smoothing:
             one_hot = one_hot * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
@@ -152,6 +161,7 @@ def build_classification_dataset(
     num_parallel_calls: int = tf.data.AUTOTUNE,
     private_threadpool_size: int = 0,
     repeat: Optional[bool] = None,
+    epochs: Optional[input_utils.EpochSpan] = None,
 ) -> tf.data.Dataset:
     """Builds the classification ``tf.data.Dataset`` of ``(images, labels)`` batches.
 
@@ -180,6 +190,9 @@ def build_classification_dataset(
         num_parallel_calls: parallelism of the per-image map.
         private_threadpool_size: > 0 gives the pipeline its own thread pool.
         repeat: repeat forever; default ``is_training``.
+        epochs: training only: yield the epoch-structured stream of these epochs
+            (:class:`dataset.input_utils.EpochSpan`; exact resume) instead of one
+            endless shuffled stream.
 
     Returns:
         A dataset of ``(images [B, H, W, 3] float32, labels [B, num_classes] float32)``.
@@ -197,10 +210,13 @@ def build_classification_dataset(
         file_pattern, processor, is_training, batch_size, num_shards=num_shards,
         shard_index=shard_index, seed=seed, deterministic=deterministic, cache=cache,
         shuffle_buffer=shuffle_buffer, repeat=repeat, drop_remainder=drop_remainder,
-        num_parallel_calls=num_parallel_calls)
+        num_parallel_calls=num_parallel_calls, epochs=epochs)
     if is_training and (mixup_alpha > 0 or cutmix_alpha > 0):
-        batch_seed = None if seed is None else seed + 1
-        dataset = tf.data.Dataset.zip((dataset, input_utils.element_seeds(batch_seed)))
+        if epochs is not None:
+            batch_seeds = input_utils.epoch_batch_seeds(seed, epochs, batch_size)
+        else:
+            batch_seeds = input_utils.element_seeds(None if seed is None else seed + 1)
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds))
         dataset = dataset.map(lambda batch, s: mix_batch(batch[0], batch[1], mixup_alpha, cutmix_alpha, s),
                               num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)

@@ -159,6 +159,7 @@ def build_detection_dataset(
     num_parallel_calls: int = tf.data.AUTOTUNE,
     private_threadpool_size: int = 0,
     repeat: Optional[bool] = None,
+    epochs: Optional[input_utils.EpochSpan] = None,
 ) -> tf.data.Dataset:
     """Builds the detection ``tf.data.Dataset`` of ``(images, labels)`` batches.
 
@@ -185,6 +186,9 @@ def build_detection_dataset(
         num_parallel_calls: parallelism of the per-image map.
         private_threadpool_size: > 0 gives the pipeline its own thread pool.
         repeat: repeat forever; default ``is_training``.
+        epochs: training only: yield the epoch-structured stream of these epochs
+            (:class:`dataset.input_utils.EpochSpan`; exact resume) instead of one
+            endless shuffled stream.
 
     Returns:
         A dataset of ``(images, labels)``.
@@ -203,7 +207,7 @@ def build_detection_dataset(
         file_pattern, processor, is_training, batch_size, num_shards=num_shards,
         shard_index=shard_index, seed=seed, deterministic=deterministic, cache=cache,
         shuffle_buffer=shuffle_buffer, repeat=repeat, drop_remainder=drop_remainder,
-        num_parallel_calls=num_parallel_calls)
+        num_parallel_calls=num_parallel_calls, epochs=epochs)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return input_utils.with_options(dataset, deterministic, private_threadpool_size)
 

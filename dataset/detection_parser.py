@@ -4,6 +4,8 @@ Records may come from other tools, so the pipeline checks each one and fails
 with an error that names the record (``image/source_id`` and
 ``image/filename``) instead of silently truncating or clipping:
 
+* not a classification record (no ``image/source_id`` and no objects: the
+  layout of :mod:`dataset.create_classification_tfrecord`);
 * ``image/source_id`` must be an integer (COCO evaluation needs it);
 * ``image/encoded`` must be a JPEG / PNG / GIF / BMP image;
 * the box-coordinate, label, ``is_crowd`` and ``area`` lists must have equal
@@ -15,7 +17,9 @@ with an error that names the record (``image/source_id`` and
   positive width and height.
 
 The checks are ``tf.debugging.Assert`` ops: a bad record stops the pipeline
-with ``InvalidArgumentError: assertion failed: [<what is wrong>] [<record>] …``.
+with ``InvalidArgumentError: assertion failed: [<what is wrong> in record]
+[<record>] … [- <fix>]``, a layout that
+:func:`dataset.record_check.explain_data_error` turns into one line.
 The converters run the same checks on their input, with ``--skip_invalid``.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataset.input_utils import check_image_bytes
 from dataset.tfrecord_format import BOX_KEYS, parse_detection_example
 
 BOX_TOLERANCE = 1e-3
+DETECTION_CONVERTERS = "dataset/create_coco_tfrecord.py or dataset/create_pascal_tfrecord.py"
 
 
 def _record_name(parsed) -> tf.Tensor:
@@ -52,26 +57,38 @@ def validate_objects(parsed: Dict[str, tf.Tensor], num_classes: int, max_instanc
     counts_ok = tf.logical_and(
         tf.reduce_all(tf.equal(sizes, num)),
         tf.reduce_all(tf.logical_or(tf.equal(optional, 0), tf.equal(optional, num))))
+    # A classification record (dataset/create_classification_tfrecord.py) has
+    # neither an image id nor objects; say so instead of "source_id is not an
+    # integer", which sends the user looking at the wrong thing. Exactly one of
+    # the two checks can fail.
+    no_id = tf.equal(tf.strings.strip(parsed["source_id"]), "")
+    looks_like_classification = tf.logical_and(no_id, tf.equal(num + tf.reduce_sum(sizes), 0))
+    counts_check = tf.debugging.Assert(counts_ok, [
+        "mismatched object counts (label, ymin, xmin, ymax, xmax / is_crowd, area) in record", record,
+        num, sizes, optional, "- every per-object list needs one entry per object"])
     checks = [
-        tf.debugging.Assert(tf.strings.regex_full_match(parsed["source_id"], r"\s*-?[0-9]+\s*"), [
+        tf.debugging.Assert(tf.logical_not(looks_like_classification), [
+            "classification record (no image/source_id and no objects) given to the detection pipeline in record",
+            record,
+            f"- detection needs records from {DETECTION_CONVERTERS}"]),
+        tf.debugging.Assert(tf.logical_or(
+            looks_like_classification, tf.strings.regex_full_match(parsed["source_id"], r"\s*-?[0-9]+\s*")), [
             "image/source_id is not an integer in record", record,
             "- COCO evaluation needs integer image ids; re-create the records with integer ids"]),
         check_image_bytes(parsed["encoded"], record),
-        tf.debugging.Assert(counts_ok, [
-            "mismatched object counts (label, ymin, xmin, ymax, xmax / is_crowd, area) in record", record,
-            num, sizes, optional, "- every per-object list needs one entry per object"]),
+        counts_check,
         tf.debugging.Assert(num <= max_instances_per_image, [
             "too many objects in record", record, num,
             f"- more than max_instances_per_image={max_instances_per_image}; raise "
             "data.max_instances_per_image"]),
     ]
-    with tf.control_dependencies(checks[2:3]):
+    with tf.control_dependencies([counts_check]):
         labels = tf.identity(parsed["labels"])
     checks.append(tf.debugging.Assert(
         tf.reduce_all(tf.logical_and(labels >= 1, labels <= num_classes)),
         ["class id outside 1..num_classes in record", record, labels,
          f"- num_classes={num_classes}; fix the record's labels or model.num_classes"], summarize=20))
-    with tf.control_dependencies(checks[2:3]):
+    with tf.control_dependencies([counts_check]):
         ymin, xmin, ymax, xmax = (tf.identity(parsed[k]) for k in BOX_KEYS)
     inside = tf.reduce_all(tf.stack([
         tf.reduce_all(ymin >= -BOX_TOLERANCE), tf.reduce_all(xmin >= -BOX_TOLERANCE),

@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 
+from common.atomic_files import atomic_write
+
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                 "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
 
@@ -120,7 +122,7 @@ class CocoEvaluator:
         from pycocotools.cocoeval import COCOeval
 
         if results_json:
-            with open(results_json, "w") as handle:
+            with atomic_write(results_json) as handle:
                 json.dump(self.detections, handle)
         coco_gt = self._ground_truth()
         image_ids = sorted({d["image_id"] for d in self.detections} | set(self.images))

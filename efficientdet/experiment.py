@@ -3,6 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.training.loop import TrainingStage
+from dataset.input_utils import EpochSpan
 from efficientdet.coco_evaluation import CocoEvaluator
 from efficientdet.task import DetectionTask
 
@@ -22,19 +23,28 @@ class DetectionExperiment:
         self.distribution = distribution
         self.task = DetectionTask(config.model)
 
-    def _dataset(self, is_training, batch_size, seed=None):
+    def _dataset(self, is_training, batch_size, seed=None, epochs=None):
         """The config's train/val pipeline, this process's shard."""
         from dataset.detection_input import detection_dataset_from_config
 
         return detection_dataset_from_config(
             self.config, is_training, batch_size=batch_size,
             num_shards=self.distribution.num_shards, shard_index=self.distribution.shard_index,
-            seed=seed)
+            seed=seed, epochs=epochs)
 
-    def stages(self, model, num_epochs, batch_size, seed=None):
-        """Detection trains in one stage at the model's image size."""
+    def stages(self, model, num_epochs, batch_size, seed=None, *, batches_per_epoch):
+        """Detection trains in one stage at the model's image size.
+
+        ``batches_per_epoch``: micro-batches of ``batch_size`` this process's
+        pipeline yields per epoch (the stream is epoch-structured for exact resume).
+        """
         del model
-        return [TrainingStage(0, 0, num_epochs, lambda: self._dataset(True, batch_size, seed))]
+
+        def make(first_epoch=0, skip_batches=0):
+            span = EpochSpan.of_batches(first_epoch, num_epochs, batches_per_epoch, batch_size, skip_batches)
+            return self._dataset(True, batch_size, seed, span)
+
+        return [TrainingStage(0, 0, num_epochs, make)]
 
     def eval_dataset(self, batch_size):
         return self._dataset(False, batch_size)

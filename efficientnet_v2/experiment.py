@@ -3,6 +3,7 @@ for the training runtime."""
 from absl import logging
 
 from common.training.loop import TrainingStage
+from dataset.input_utils import EpochSpan
 from efficientnet_v2.progressive import stage_schedule
 from efficientnet_v2.task import ClassificationTask
 
@@ -22,7 +23,7 @@ class ClassificationExperiment:
         self.distribution = distribution
         self.task = ClassificationTask(config.model.num_classes, config.train.label_smoothing)
 
-    def _dataset(self, image_size, is_training, batch_size, stage=None, seed=None):
+    def _dataset(self, image_size, is_training, batch_size, stage=None, seed=None, epochs=None):
         """The config's train/val pipeline at ``image_size`` with ``stage``'s strengths."""
         from dataset.classification_input import classification_dataset_from_config
 
@@ -37,10 +38,15 @@ class ClassificationExperiment:
             randaug_magnitude=(stage.randaug_magnitude or None) if stage else None,
             mixup_alpha=stage.mixup_alpha if stage else 0.0,
             cutmix_alpha=stage.cutmix_alpha if stage else 0.0,
+            epochs=epochs,
         )
 
-    def stages(self, model, num_epochs, batch_size, seed=None):
-        """One :class:`TrainingStage` per progressive-learning stage."""
+    def stages(self, model, num_epochs, batch_size, seed=None, *, batches_per_epoch):
+        """One :class:`TrainingStage` per progressive-learning stage.
+
+        ``batches_per_epoch``: micro-batches of ``batch_size`` this process's
+        pipeline yields per epoch (the stream is epoch-structured for exact resume).
+        """
         model_config = self.config.model
         progressive = model_config.progressive
         schedule = stage_schedule(
@@ -60,8 +66,11 @@ class ClassificationExperiment:
         head = _classification_head(model)
         stages = []
         for stage in schedule:
-            def make(stage=stage):
-                return self._dataset(stage.image_size, True, batch_size, stage, seed)
+            def make(first_epoch=None, skip_batches=0, stage=stage):
+                first = stage.start_epoch if first_epoch is None else first_epoch
+                span = EpochSpan.of_batches(first, stage.end_epoch, batches_per_epoch, batch_size,
+                                  skip_batches)
+                return self._dataset(stage.image_size, True, batch_size, stage, seed, span)
 
             def enter(stage=stage):
                 if head is not None and head.dropout is not None:

@@ -163,14 +163,15 @@ def load_config(config_file=None, model_name=None, hparams=None, overrides=(), b
 
 
 def dump_config(config, path=None):
-    """Writes the resolved config as YAML (to ``path`` if given); returns the text.
+    """Writes the resolved config as YAML (to ``path`` if given, atomically); returns the text.
 
     ``load_config(path)`` reads it back into an equal config.
     """
     text = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
     if path:
-        with open(path, "w") as handle:
-            handle.write(text)
+        from common.atomic_files import write_text
+
+        write_text(path, text)  # complete or absent: never a half-written recipe
     return text
 
 

@@ -84,6 +84,11 @@ class TrainConfig:
     grad_accum_steps: int = 1
     label_smoothing: float = 0.0
     seed: int | None = None
+    # Divergence watch (common.training.divergence): a finite loss above
+    # divergence_factor x its running baseline for divergence_patience steps in a
+    # row stops the run (0 turns the explosion check off; NaN/Inf always stop it).
+    divergence_factor: float = 10.0
+    divergence_patience: int = 5
     # Fine-tuning: "backbone", "backbone+bifpn" or "re:<regex over variable paths>"
     # (see common.training.freeze); null / "none" trains everything.
     freeze: str | None = None
@@ -100,6 +105,10 @@ class TrainConfig:
         _check(0.0 <= self.moving_average_decay < 1.0,
                "train.moving_average_decay must be in [0, 1) (0 disables EMA).")
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing must be in [0, 1).")
+        _check(self.divergence_factor == 0 or self.divergence_factor > 1,
+               f"train.divergence_factor must be 0 (off) or > 1, got {self.divergence_factor}.")
+        _check(self.divergence_patience >= 1,
+               f"train.divergence_patience must be >= 1, got {self.divergence_patience}.")
         parse_freeze(self.freeze)
 
 
@@ -154,7 +163,15 @@ class RuntimeConfig:
     sync_bn: bool = False
     log_every_n_steps: int = 10
     keep_checkpoint_max: int = 5
+    # Checkpoints are written at the end of every epoch, and also every this many
+    # steps inside epochs when > 0 (a resume then continues mid-epoch).
+    checkpoint_every_n_steps: int = 0
+    # Bit-identical runs for one seed on CPU (slower; see README "Resuming and failures").
+    deterministic: bool = False
 
     def validate(self):
         _check(self.strategy in _STRATEGIES,
                f"runtime.strategy {self.strategy!r} is not one of {_STRATEGIES}.")
+        _check(self.checkpoint_every_n_steps >= 0,
+               f"runtime.checkpoint_every_n_steps must be >= 0 (0 = epoch ends only), got "
+               f"{self.checkpoint_every_n_steps}.")

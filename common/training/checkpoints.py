@@ -5,11 +5,40 @@ Checkpoints are TensorFlow object-based checkpoints in ``model_dir``
 ``checkpoint`` state file is updated only after the data is complete), keeping
 the last ``max_to_keep``. ``model_dir/best/`` holds the best evaluation so far.
 :func:`common.checkpoints.restore_for_inference` reads them for eval / export.
+
+A save killed half-way leaves TensorFlow's temporary ``ckpt-<step>_temp``
+folder (and possibly a ``checkpoint.tmp…`` state file) behind, never a
+listed checkpoint; :func:`remove_stale_checkpoint_files` deletes those at
+start-up.
 """
 import os
+import re
+import shutil
 
 import tensorflow as tf
 from absl import logging
+
+_STALE = re.compile(r"^(ckpt-\d+_temp.*|checkpoint\.tmp[0-9a-f]*)$")
+
+
+def remove_stale_checkpoint_files(directory):
+    """Deletes the temporaries of interrupted checkpoint saves in ``directory`` and
+    ``directory/best`` (each logged); returns the removed paths."""
+    removed = []
+    for folder in (directory, os.path.join(directory, "best")):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if not _STALE.match(name):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+            logging.warning("Removed %s, left by a checkpoint save that was interrupted.", path)
+    return removed
 
 
 class CheckpointState:
@@ -30,11 +59,14 @@ class CheckpointState:
         self.is_chief = is_chief
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+        # Optimizer steps already taken in epoch ``epoch`` (a save inside an epoch).
+        self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
         self.best_metric = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False,
                                        name="best_metric")
         self.step_variable = step if step is not None else optimizer.iterations
         objects = dict(model=model, optimizer=optimizer, epoch=self.epoch, stage=self.stage,
-                       best_metric=self.best_metric, step=self.step_variable)
+                       epoch_step=self.epoch_step, best_metric=self.best_metric,
+                       step=self.step_variable)
         if ema is not None:
             objects["ema"] = ema
         self.checkpoint = tf.train.Checkpoint(**objects)
@@ -57,7 +89,8 @@ class CheckpointState:
         if not self.is_chief:
             return None
         path = self.manager.save(checkpoint_number=self.step)
-        logging.info("Saved checkpoint %s (epoch %d, step %d)", path, int(self.epoch.numpy()),
+        logging.info("Saved checkpoint %s (epoch %d, step %d)", path,
+                     int(self.epoch.numpy()) + (1 if int(self.epoch_step.numpy()) else 0),
                      self.step)
         return path
 
@@ -88,6 +121,6 @@ class CheckpointState:
         if path is None:
             return None
         self.checkpoint.restore(path).assert_existing_objects_matched()
-        logging.info("Resumed from %s (epoch %d, step %d)", path, int(self.epoch.numpy()),
-                     self.step)
+        logging.info("Resumed from %s (epoch %d done, %d steps into the next; step %d)", path,
+                     int(self.epoch.numpy()), int(self.epoch_step.numpy()), self.step)
         return path

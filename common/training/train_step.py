@@ -13,7 +13,9 @@ Every feature plugs in at one named point, in this order:
    optimizer step and outside the XLA-compiled part),
 7. clipping by global norm and the optimizer update (``optimizer.apply``: it
    unscales, skips non-finite steps and adapts the loss scale),
-8. EMA update of all variables (weights and batch-norm statistics).
+8. EMA update of all variables (weights and batch-norm statistics),
+9. the divergence watch (:mod:`common.training.divergence`): NaN/Inf and
+   exploding losses are counted on the device, read by the loop at log points.
 
 Steps 1–4 are one function compiled with XLA when ``use_xla`` is set. Steps
 1–7 run per replica through ``distribution.run`` (a plain call, except under
@@ -24,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from common.training.distribution import SingleProcess
+from common.training.divergence import DivergenceWatch
 from common.training.optimizers import decayed_variables, l2_loss
 
 
@@ -41,10 +44,12 @@ class TrainStep:
         use_xla: compile forward + backward with XLA.
         weight_decay: L2 coefficient (ignored for AdamW, which decays itself).
         weight_decay_exclude: regex of variable paths without L2.
+        divergence: the :class:`~common.training.divergence.DivergenceWatch`
+            (default: factor 10, patience 5).
     """
 
     def __init__(self, model, task, optimizer, ema=None, distribution=None, grad_accum_steps=1,
-                 use_xla=False, weight_decay=0.0, weight_decay_exclude=None):
+                 use_xla=False, weight_decay=0.0, weight_decay_exclude=None, divergence=None):
         self.model = model
         self.task = task
         self.optimizer = optimizer
@@ -59,10 +64,9 @@ class TrainStep:
         decayed, _ = decayed_variables(self.variables, weight_decay_exclude)
         self.decayed = [] if uses_decoupled_decay else decayed
         self.weight_decay = 0.0 if uses_decoupled_decay else float(weight_decay)
-        # Counts consecutive steps whose loss was not finite (read on the host
-        # only at log points, so the step never forces a device sync).
-        self.nonfinite_streak = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                            name="nonfinite_streak")
+        # Read on the host only at log points, so the step never forces a device sync.
+        self.divergence = divergence or DivergenceWatch()
+        self.nonfinite_streak = self.divergence.nonfinite_streak
         # Steps run, including those the loss scaler skipped (the optimizer's own
         # ``iterations`` counts only applied updates and drives the LR schedule).
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -98,9 +102,7 @@ class TrainStep:
         if self.ema is not None:
             self.ema.update()
         self.global_step.assign_add(1)
-        finite = tf.math.is_finite(losses["total_loss"])
-        self.nonfinite_streak.assign(
-            tf.where(finite, tf.constant(0, tf.int64), self.nonfinite_streak + 1))
+        self.divergence.update(losses["total_loss"], self.global_step)
         return losses
 
     def _replica_step(self, batches):
