@@ -1,5 +1,12 @@
 """Shared plumbing of the TFRecord converters: sharded writing, skip reports,
-parallel work and the common command-line options."""
+parallel work and the common command-line options.
+
+Outputs are complete-or-absent: shards and side files (label maps, ground-truth
+JSON, reports) are written under hidden temporary names by
+:mod:`common.atomic_files` and moved into place only when the whole conversion
+succeeded, so a failed or killed run leaves an earlier output at the same
+prefix byte-for-byte intact.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +15,12 @@ import json
 import logging
 import multiprocessing
 import os
-from typing import Callable, Iterable, Iterator, List, Optional
+import re
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
+from common import atomic_files
 from dataset.errors import DatasetError
 
 logger = logging.getLogger("dataset")
@@ -27,33 +36,198 @@ def shard_pattern(output_prefix: str) -> str:
     return f"{output_prefix}-*-of-*.tfrecord"
 
 
-class ShardedWriter:
-    """Writes records round-robin into ``num_shards`` TFRecord files.
+def check_output_path(path: str, flag: str, example: str = "train"):
+    """Checks that a file can be created at ``path``, without creating anything.
 
-    Use as a context manager; ``paths`` lists the files, ``count`` the records.
+    Run before any work so that a mistyped output location fails at once, with
+    nothing written.
+
+    Args:
+        path: the file (or shard prefix) to be written.
+        flag: the command-line option that gave ``path``, named in messages.
+        example: a file name suggested when ``path`` is a directory.
+
+    Raises:
+        DatasetError: ``path`` is (or ends like) a directory, a component of
+            its directory is a file, or the directory is not writable.
+    """
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)) or os.path.isdir(path):
+        raise DatasetError(f"{flag} {path!r} is a directory, not a file name; give a name inside it, "
+                           f"e.g. {os.path.join(path, example)!r}.")
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):  # the nearest ancestor that exists decides
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise DatasetError(f"{flag} {path!r} cannot be written: {existing!r} is a file, not a directory; "
+                           f"choose another {flag} or move that file away.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the output directory" if existing == parent else "the directory"
+        raise DatasetError(f"{flag} {path!r} cannot be written: {what} {existing!r} is not writable "
+                           f"by this user; choose another {flag} or fix its permissions.")
+
+
+def _make_directories(directory: str) -> List[str]:
+    """``os.makedirs(directory)``; returns the directories it created, deepest last."""
+    created = []
+    missing = os.path.abspath(directory)
+    while not os.path.exists(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
+    os.makedirs(directory, exist_ok=True)
+    return created[::-1]
+
+
+class ShardedWriter:
+    """Writes records round-robin into ``num_shards`` TFRecord files, all or nothing.
+
+    Records go to hidden temporaries (:class:`common.atomic_files.FileSet`).
+    Leaving the ``with`` block normally moves every shard, and every side file
+    declared in ``side_paths``, into place together; then shards of the same
+    prefix with another shard count are removed (``prefix-*`` patterns would
+    read them together with the new ones). Leaving it with an exception
+    deletes the temporaries (and directories this writer created), so an
+    earlier output at the same prefix stays as it was; a killed process's
+    temporaries are removed by the next writer into the directory.
+
+    ``paths`` lists the shards, ``count`` the records written.
+
+    Args:
+        output_prefix: shards are ``{output_prefix}-0000i-of-0000N.tfrecord``.
+        num_shards: number of shards (>= 1).
+        side_paths: other files committed together with the shards; each must
+            be given its content with :meth:`write_side_file` inside the block.
+
+    Raises:
+        DatasetError: ``num_shards`` < 1, an output path that cannot be
+            written, or a write that fails (e.g. a full disk).
     """
 
-    def __init__(self, output_prefix: str, num_shards: int):
+    def __init__(self, output_prefix: str, num_shards: int, side_paths: Sequence[str] = ()):
         if num_shards < 1:
-            raise ValueError(f"--num_shards must be >= 1, got {num_shards}.")
-        parent = os.path.dirname(os.path.abspath(output_prefix))
-        os.makedirs(parent, exist_ok=True)
+            raise DatasetError(f"--num_shards must be >= 1, got {num_shards}.")
+        check_output_path(output_prefix, "--output_prefix")
+        self.output_prefix = output_prefix
+        self.num_shards = num_shards
         self.paths = shard_paths(output_prefix, num_shards)
+        self.side_paths = [os.path.abspath(p) for p in side_paths]
         self.count = 0
         self._writers = []
+        self._files = None
+        self._side_written = set()
+        self._created_dirs = []
 
     def __enter__(self):
-        self._writers = [tf.io.TFRecordWriter(path) for path in self.paths]
+        try:
+            for directory in sorted({os.path.dirname(os.path.abspath(p)) for p in self.paths + self.side_paths}):
+                self._created_dirs += _make_directories(directory)
+            self._files = atomic_files.FileSet(self.paths + self.side_paths)
+            self._writers = [tf.io.TFRecordWriter(t) for t in self._files.temporaries[:self.num_shards]]
+        except (OSError, tf.errors.OpError) as error:
+            self._abort()
+            raise DatasetError(f"--output_prefix {self.output_prefix!r}: cannot create the output files "
+                               f"({_describe_error(error)}); choose another --output_prefix or fix the "
+                               "directory's permissions.") from None
         return self
 
     def write(self, serialized: bytes):
-        self._writers[self.count % len(self._writers)].write(serialized)
+        """Appends one serialized record to the next shard."""
+        index = self.count % self.num_shards
+        try:
+            self._writers[index].write(serialized)
+        except tf.errors.OpError as error:
+            raise DatasetError(f"cannot write {self.paths[index]!r} ({_describe_error(error)}); "
+                               "check free disk space and permissions.") from None
         self.count += 1
 
-    def __exit__(self, *exc):
+    def write_side_file(self, path: str, text: str):
+        """Gives the side file ``path`` (declared in ``side_paths``) its UTF-8 ``text``."""
+        temporary = self._files.temporaries[self._files.paths.index(os.path.abspath(path))]
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        self._side_written.add(os.path.abspath(path))
+
+    def _close_writers(self) -> Optional[Exception]:
+        failure = None
         for writer in self._writers:
-            writer.close()
+            try:
+                writer.close()
+            except tf.errors.OpError as error:  # buffered data is flushed here: disk full shows now
+                failure = failure or error
+        self._writers = []
+        return failure
+
+    def _abort(self):
+        self._close_writers()
+        if self._files is not None:
+            self._files.discard()
+        for directory in reversed(self._created_dirs):
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty: someone else put files there meanwhile
+                break
+        self._created_dirs = []
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is not None:
+            self._abort()
+            return False
+        failure = self._close_writers()
+        if failure is not None:
+            self._abort()
+            raise DatasetError(f"cannot write the shards {self.output_prefix}-* ({_describe_error(failure)}); "
+                               "check free disk space and permissions.") from None
+        unwritten = [p for p in self.side_paths if p not in self._side_written]
+        if unwritten:
+            self._abort()
+            raise RuntimeError(f"ShardedWriter: side files {unwritten} were declared but never written.")
+        try:
+            self._files.commit()
+        except OSError as error:
+            self._abort()
+            raise DatasetError(f"cannot move the finished shards into place at {self.output_prefix}-* "
+                               f"({_describe_error(error)}); check free disk space and permissions.") from None
+        self._remove_superseded_shards()
         return False
+
+    def _remove_superseded_shards(self):
+        """Deletes ``prefix-*-of-M.tfrecord`` shards with M != num_shards (an older shard set)."""
+        directory, base = os.path.split(os.path.abspath(self.output_prefix))
+        pattern = re.compile(re.escape(base) + r"-\d{5,}-of-(\d{5,})\.tfrecord")
+        removed = collections.Counter()
+        for name in sorted(os.listdir(directory)):
+            match = pattern.fullmatch(name)
+            if match is None or int(match.group(1)) == self.num_shards:
+                continue
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                logger.warning("could not remove the old shard %s (%s); delete it by hand, or "
+                               "'%s-*' patterns will read it too.", os.path.join(directory, name),
+                               error.strerror or error, self.output_prefix)
+                continue
+            removed[match.group(1)] += 1
+        if removed:
+            sets = ", ".join(f"{count} of {base}-*-of-{total}.tfrecord" for total, count in sorted(removed.items()))
+            logger.warning("removed %d shard(s) of an earlier conversion with another --num_shards (%s) from %s: "
+                           "'%s-*' patterns would have read them together with the %d new shards.",
+                           sum(removed.values()), sets, directory, self.output_prefix, self.num_shards)
+
+
+def _describe_error(error: Exception) -> str:
+    """A one-line description of an OSError or TensorFlow error."""
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {error.filename!r}" if error.filename else str(error.strerror or error)
+    message = getattr(error, "message", None) or str(error)
+    return " ".join(message.split())
+
+
+def write_text_file(path: str, text: str):
+    """Replaces ``path`` with ``text`` atomically (complete or not at all), creating its directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_files.write_text(path, text)
 
 
 class SkipReport:
@@ -130,17 +304,31 @@ def setup_logging():
 
 def run_conversion(convert: Callable[[], object], report_json: Optional[str],
                    describe: Callable[[object], str]) -> int:
-    """Runs one converter for a command line: the exit code is 0 on success and 2
-    on a :class:`DatasetError` (logged as one message); on success the summary is
-    written to ``report_json`` (when given, via the summary's ``as_dict()``) and
-    ``describe(summary)`` is printed."""
+    """Runs one converter for a command line.
+
+    The exit code is 0 on success and 2 on a user-caused problem (a
+    :class:`DatasetError` or a file-system error such as a permission denied),
+    which is logged as one line without a traceback; the converters leave
+    nothing half-written in that case. On success the summary's ``as_dict()``
+    is written atomically to ``report_json`` (when given; its location is
+    checked before converting) and ``describe(summary)`` is printed.
+    """
     try:
+        if report_json:
+            check_output_path(report_json, "--report_json", example="report.json")
         summary = convert()
     except DatasetError as error:
-        logger.error("%s", error)
+        logger.error("%s", " ".join(str(error).split("\n")))
+        return 2
+    except OSError as error:
+        logger.error("%s; check the path and its permissions.", _describe_error(error))
         return 2
     if report_json:
-        with open(report_json, "w") as handle:
-            json.dump(summary.as_dict(), handle, indent=2)
+        try:
+            write_text_file(report_json, json.dumps(summary.as_dict(), indent=2))
+        except OSError as error:
+            logger.error("the records were written, but not the report --report_json %r (%s); check the path "
+                         "and its permissions.", report_json, _describe_error(error))
+            return 2
     print(describe(summary))
     return 0

@@ -26,8 +26,8 @@ import sys
 from typing import List, Optional
 
 from dataset import image_utils
-from dataset.converter_utils import (ShardedWriter, SkipReport, add_common_flags, parallel_map,
-                                     run_conversion, setup_logging)
+from dataset.converter_utils import (ShardedWriter, SkipReport, add_common_flags, check_output_path,
+                                     parallel_map, run_conversion, setup_logging, write_text_file)
 from dataset.errors import DatasetError
 from dataset.tfrecord_format import build_classification_example
 
@@ -47,10 +47,14 @@ def read_label_map(path: str) -> List[str]:
     return names
 
 
+def label_map_text(names: List[str]) -> str:
+    """The label-map file content: class names in label order, one per line."""
+    return "\n".join(names) + "\n"
+
+
 def write_label_map(path: str, names: List[str]):
-    """Writes class names in label order, one per line."""
-    with open(path, "w") as handle:
-        handle.write("\n".join(names) + "\n")
+    """Writes class names in label order, one per line (atomically: complete or not at all)."""
+    write_text_file(path, label_map_text(names))
 
 
 @dataclasses.dataclass
@@ -110,9 +114,19 @@ def convert_classification(
 
     Returns:
         A :class:`ClassificationSummary` (also logged).
+
+    Raises:
+        DatasetError: unreadable inputs, an undecodable image (without
+            ``skip_invalid``) or an output that cannot be written; nothing is
+            written then, and earlier shards and label map at the same paths
+            are left as they were.
     """
+    output_label_map = output_label_map or f"{output_prefix}_label_map.txt"
+    check_output_path(output_prefix, "--output_prefix")
+    check_output_path(output_label_map, "--output_label_map", example="label_map.txt")
     if not os.path.isdir(image_dir):
-        raise DatasetError(f"--image_dir {image_dir!r} is not a folder.")
+        raise DatasetError(f"--image_dir {image_dir!r} is not a folder; pass the folder of class sub-folders "
+                           "(image_dir/<class>/<image>).")
     folders = sorted(d for d in os.listdir(image_dir) if os.path.isdir(os.path.join(image_dir, d)))
     if not folders:
         raise DatasetError(f"{image_dir!r} has no class sub-folders; expected image_dir/<class>/<image>.")
@@ -133,7 +147,8 @@ def convert_classification(
     random.Random(seed).shuffle(items)
     per_class, converted = {n: 0 for n in names}, {}
     fn = functools.partial(_encode, skip_invalid=skip_invalid)
-    with ShardedWriter(output_prefix, num_shards) as writer:
+    # The label map is committed together with the shards: labels and names always match.
+    with ShardedWriter(output_prefix, num_shards, side_paths=[output_label_map]) as writer:
         for (path, label, name), (serialized, skip, source) in zip(items, parallel_map(fn, items, num_workers)):
             if serialized is None:
                 skipped.add(*skip)
@@ -142,8 +157,13 @@ def convert_classification(
             per_class[name] += 1
             if source:
                 converted[source] = converted.get(source, 0) + 1
-    output_label_map = output_label_map or f"{output_prefix}_label_map.txt"
-    write_label_map(output_label_map, names)
+        if writer.count == 0:
+            # Committing empty shards would replace an earlier good output with nothing.
+            detail = "; ".join(f"{count} {reason}" for reason, count in sorted(skipped.counts.items()))
+            raise DatasetError(f"no image to write to {output_prefix}-*: {image_dir!r} has {len(items)} image "
+                               f"file(s) and none could be converted{f' (left out: {detail})' if detail else ''}; "
+                               "nothing was written.")
+        writer.write_side_file(output_label_map, label_map_text(names))
     logger.info("wrote %d images of %d classes to %d shards (%s-*), label map %s", writer.count,
                 len(names), num_shards, output_prefix, output_label_map)
     if converted:

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from dataset.converter_utils import add_common_flags, run_conversion, setup_logging
+from dataset.converter_utils import add_common_flags, check_output_path, run_conversion, setup_logging
 from dataset.detection_records import (ConversionSummary, DetectionObject, ImageTask, ValidationSettings,
                                        describe_detection_summary, write_detection_tfrecords)
 from dataset.errors import DatasetError
@@ -38,7 +38,8 @@ def load_coco_json(path: str) -> dict:
         with open(path) as handle:
             data = json.load(handle)
     except OSError as error:
-        raise DatasetError(f"cannot read COCO annotations {path!r}: {error.strerror or error}.") from error
+        raise DatasetError(f"cannot read COCO annotations {path!r}: {error.strerror or error}; "
+                           "check --annotations_json.") from error
     except json.JSONDecodeError as error:
         raise DatasetError(f"{path!r} is not valid JSON ({error}); is it a COCO annotation file?") from error
     if not isinstance(data, dict) or "images" not in data:
@@ -134,7 +135,16 @@ def convert_coco(
 
     Returns:
         The :class:`~dataset.detection_records.ConversionSummary`.
+
+    Raises:
+        DatasetError: unreadable inputs, invalid data (without ``skip_invalid``)
+            or an output that cannot be written; nothing is written then and an
+            earlier output at ``output_prefix`` is left as it was.
     """
+    check_output_path(output_prefix, "--output_prefix")
+    if not os.path.isdir(image_dir):
+        raise DatasetError(f"--image_dir {image_dir!r} is not a folder; pass the folder that holds the "
+                           f"images of {annotations_json!r}.")
     data = load_coco_json(annotations_json)
     tasks, categories = coco_tasks(data, image_dir, os.path.basename(annotations_json))
     if num_classes is None:

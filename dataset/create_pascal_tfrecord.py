@@ -33,7 +33,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Optional, Sequence
 
-from dataset.converter_utils import add_common_flags, run_conversion, setup_logging
+from dataset.converter_utils import add_common_flags, check_output_path, run_conversion, setup_logging
 from dataset.detection_records import (ConversionSummary, DetectionObject, ImageTask,
                                        ValidationSettings, describe_detection_summary, write_detection_tfrecords)
 from dataset.errors import DatasetError
@@ -109,6 +109,10 @@ def parse_voc_xml(xml_path: str) -> dict:
 
 def _image_ids(voc_dir: str, split: str) -> List[str]:
     if split == "all":
+        annotations_dir = os.path.join(voc_dir, "Annotations")
+        if not os.path.isdir(annotations_dir):
+            raise DatasetError(f"{annotations_dir!r} is not a folder; check --data_dir/--year (it must hold "
+                               "Annotations/*.xml for --set all).")
         return sorted(os.path.splitext(os.path.basename(p))[0]
                       for p in glob.glob(os.path.join(voc_dir, "Annotations", "*.xml")))
     list_path = os.path.join(voc_dir, "ImageSets", "Main", f"{split}.txt")
@@ -220,17 +224,27 @@ def convert_pascal(
     Returns:
         The :class:`~dataset.detection_records.ConversionSummary`; its
         ``skipped`` report includes objects left out before conversion.
+
+    Raises:
+        DatasetError: unreadable inputs, invalid data (without ``skip_invalid``)
+            or an output that cannot be written; nothing is written then, and
+            earlier shards and JSON at the same paths are left as they were.
     """
+    check_output_path(output_prefix, "--output_prefix")
+    output_json = output_json or f"{output_prefix}_coco_gt.json"
+    check_output_path(output_json, "--output_json", example="coco_gt.json")
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"--data_dir {data_dir!r} is not a folder; pass the VOCdevkit folder.")
     label_map = load_label_map(label_map_json)
     tasks, left_out = voc_tasks(data_dir, years, split, label_map, ignore_difficult_instances, skip_invalid)
     settings = ValidationSettings(max(label_map.values()), max_instances_per_image, box_tolerance_px, skip_invalid)
-    summary = write_detection_tfrecords(tasks, output_prefix, num_shards, settings, num_workers, keep_results=True)
+    # The ground truth is committed together with the shards, so the two always describe the same images.
+    summary = write_detection_tfrecords(
+        tasks, output_prefix, num_shards, settings, num_workers, keep_results=True,
+        side_files={output_json: lambda written: json.dumps(coco_ground_truth(written, label_map))})
     summary.skipped.merge(left_out)
     if left_out:
         logger.warning("%s", summary.skipped.summary("left out (VOC)"))
-    output_json = output_json or f"{output_prefix}_coco_gt.json"
-    with open(output_json, "w") as handle:
-        json.dump(coco_ground_truth(summary, label_map), handle)
     logger.info("wrote COCO-style ground truth %s", output_json)
     return summary
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from dataset import image_utils
 from dataset.converter_utils import ShardedWriter, SkipReport, parallel_map
@@ -238,8 +238,13 @@ def write_detection_tfrecords(
     settings: ValidationSettings,
     num_workers: int = 1,
     keep_results: bool = False,
+    side_files: Optional[Mapping[str, Callable[["ConversionSummary"], str]]] = None,
 ) -> ConversionSummary:
     """Converts ``tasks`` and writes sharded records ``{output_prefix}-*-of-*.tfrecord``.
+
+    All or nothing (:class:`~dataset.converter_utils.ShardedWriter`): the shards
+    and side files appear only once every image is converted; on an error an
+    earlier output at the same prefix is left as it was.
 
     Args:
         tasks: images with their annotations.
@@ -249,16 +254,24 @@ def write_detection_tfrecords(
         num_workers: decoding processes.
         keep_results: keep per-image results (without the encoded bytes) in the
             summary, e.g. to write a ground-truth JSON of exactly what was written.
+        side_files: ``{path: render}``; each file gets ``render(summary)`` as
+            its text and is committed together with the shards (e.g. a
+            ground-truth JSON that must match them).
 
     Returns:
         A :class:`ConversionSummary`; its counts are also logged.
+
+    Raises:
+        DatasetError: invalid data (without ``skip_invalid``), no image left to
+            write, or an output that cannot be written.
     """
     skipped, clipped = SkipReport(), SkipReport()
     converted = {}
     results = []
     num_objects = 0
     fn = functools.partial(convert_image, settings=settings)
-    with ShardedWriter(output_prefix, num_shards) as writer:
+    side_files = dict(side_files or {})
+    with ShardedWriter(output_prefix, num_shards, side_paths=list(side_files)) as writer:
         for result in parallel_map(fn, tasks, num_workers):
             skipped.merge(result.skipped)
             clipped.merge(result.clipped)
@@ -273,7 +286,15 @@ def write_detection_tfrecords(
                 results.append(result)
             if writer.count % 1000 == 0:
                 logger.info("wrote %d images", writer.count)
-    summary = ConversionSummary(writer.paths, writer.count, num_objects, skipped, clipped, converted, results)
+        if writer.count == 0:
+            # Committing empty shards would replace an earlier good output with nothing.
+            detail = "; ".join(f"{count} {reason}" for reason, count in sorted(skipped.counts.items()))
+            detail = f" (left out: {detail})" if detail else ""
+            raise DatasetError(f"no image to write to {output_prefix}-*: the input lists {len(tasks)} "
+                               f"image(s) and none was valid{detail}; nothing was written.")
+        summary = ConversionSummary(writer.paths, writer.count, num_objects, skipped, clipped, converted, results)
+        for path, render in side_files.items():
+            writer.write_side_file(path, render(summary))
     logger.info("wrote %d images with %d objects to %d shards (%s-*)", writer.count, num_objects,
                 num_shards, output_prefix)
     if converted:

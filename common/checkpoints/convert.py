@@ -12,10 +12,17 @@ skipped / unused variables).
 import dataclasses
 import json
 import os
+import shutil
 
 import tensorflow as tf
 from absl import logging
 
+from common.atomic_files import (
+    commit_directory,
+    commit_file,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from common.checkpoints.official import CheckpointError, load_official_checkpoint
 from common.checkpoints.official import resolve_checkpoint_prefix
 from common.checkpoints.restore import is_training_checkpoint
@@ -101,13 +108,31 @@ def convert_official_checkpoint(config, ckpt, output_dir, use_ema=True, skip_mis
         if "other shapes" in str(error):
             raise CheckpointError(f"{error} (Command line: add --skip_mismatch.)") from None
         raise
-    os.makedirs(output_dir, exist_ok=True)
-    written = write_model_checkpoint(model, output_dir)
+    # Everything is written into a staging folder beside ``output_dir`` and moved in
+    # only when complete (the 'checkpoint' state file last): a failed or killed
+    # import leaves no half-written checkpoint behind.
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(parent)
+    staging = temporary_path(output_dir)
+    try:
+        os.makedirs(staging)
+        prefix_name = os.path.basename(write_model_checkpoint(model, staging))
+        written = os.path.join(output_dir, prefix_name)
+        dump_config(config, os.path.join(staging, CONFIG_FILE))
+        with open(os.path.join(staging, SUMMARY_FILE), "w") as handle:
+            json.dump(_summary_dict(report, config, written, use_ema), handle, indent=2)
+        if not os.path.exists(output_dir):
+            commit_directory(staging, output_dir)
+        else:
+            names = sorted(os.listdir(staging), key=lambda name: name == "checkpoint")
+            for name in names:
+                commit_file(os.path.join(staging, name), os.path.join(output_dir, name))
+    finally:
+        if os.path.lexists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
     config_path = os.path.join(output_dir, CONFIG_FILE)
-    dump_config(config, config_path)
     summary_path = os.path.join(output_dir, SUMMARY_FILE)
-    with open(summary_path, "w") as handle:
-        json.dump(_summary_dict(report, config, written, use_ema), handle, indent=2)
     logging.info("Wrote %s (config %s, summary %s)", written, config_path, summary_path)
     return ConversionResult(written, config_path, summary_path, report)
 

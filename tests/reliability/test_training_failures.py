@@ -101,6 +101,9 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, sample_dir):
     assert kept, "the run ended before its first checkpoint"
     recorded = (killed / "config.yaml").read_text()
 
+    # What a save killed half-way leaves: TensorFlow's temporary folder, never listed.
+    (killed / f"ckpt-{len(kept) * 2 + 1}_temp").mkdir()
+    (killed / f"ckpt-{len(kept) * 2 + 1}_temp" / "part-00000-of-00001.index").write_text("x")
     resumed = _main("--mode", "train", "--model_dir", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Using the recipe recorded in {killed}/config.yaml unchanged" in resumed.stderr
@@ -108,6 +111,8 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, sample_dir):
     if step % 6:
         assert f"Continuing epoch 1 after step {step} of 6" in resumed.stderr
     assert (killed / "config.yaml").read_text() == recorded
+    assert "left by a checkpoint save that was interrupted" in resumed.stderr
+    assert not list(killed.glob("*_temp"))
 
     want, got = _checkpoint_values(straight), _checkpoint_values(killed)
     assert set(want) == set(got)
@@ -244,3 +249,31 @@ def test_resume_continues_the_example_stream(sample):
         ids, pixels = take(stage.make_dataset(epoch, skip), 3 * batches_per_epoch)
         assert ids == full_ids[start:], (epoch, skip)
         np.testing.assert_array_equal(pixels, full_pixels[start:])
+
+
+def test_progressive_stages_continue_their_stream(sample):
+    """EfficientNetV2's progressive stages: a stage rebuilt mid-way yields the same
+    pictures and labels (augmentation included) as the uninterrupted stage."""
+    from common.config import build_network, family_of, load_config
+    from common.training.distribution import SingleProcess
+
+    config = load_config(str(REPO / "configs" / "quickstart-classification.yaml"), overrides=[
+        f"data.train_file_pattern={sample['classification_train_file_pattern']}",
+        f"model.num_classes={sample['classification_num_classes']}", "train.seed=5",
+        "model.progressive.n_stages=2", "model.progressive.base_image_size=32",
+        "image_size=64", "model.train_image_size=64", "model.progressive.mixup_alpha=0.2"])
+    experiment = family_of(config.model.name).make_experiment(config, SingleProcess())
+    stages = experiment.stages(build_network(config), 4, 2, seed=5, batches_per_epoch=3)
+    assert [s.start_epoch for s in stages] == [0, 2]
+    last = stages[1]
+
+    def take(dataset):
+        images, labels = zip(*[(i.numpy(), l.numpy()) for i, l in dataset])
+        return np.concatenate(images), np.concatenate(labels)
+
+    images, labels = take(last.make_dataset())
+    assert images.shape[0] == 2 * 3 * 2 and images.shape[1] == 64
+    resumed_images, resumed_labels = take(last.make_dataset(3, 1))
+    start = ((3 - 2) * 3 + 1) * 2  # epoch 3 is the stage's second; one batch of 2 done
+    np.testing.assert_array_equal(resumed_images, images[start:])
+    np.testing.assert_array_equal(resumed_labels, labels[start:])
