@@ -21,6 +21,7 @@ import time
 from benchmarks import plan as plan_lib
 from benchmarks import report
 from benchmarks.gate import take_shared
+from common.atomic_files import atomic_write, write_text
 
 METHODOLOGY = (
     "Each case runs in a fresh Python subprocess; its peak host memory is the child's "
@@ -255,7 +256,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             running.remove(item)
             slot, spec, child = item
             slots[slot] = _entry(spec, child.outcome(log), previous, budget_minutes, log)
-            with open(os.path.join(output_dir, "partial_results.json"), "w") as handle:
+            with atomic_write(os.path.join(output_dir, "partial_results.json")) as handle:
                 json.dump([s for s in slots if s is not None], handle, indent=2)
     results = [s for s in slots if s is not None]
     import tensorflow as tf  # only for the version string, after the children ran
@@ -265,11 +266,10 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             "settings": dict(plan_lib.MODES[mode], jobs=jobs, max_processes=max_processes),
             "total_minutes": (time.perf_counter() - start) / 60, "cases": results}
     data["targets"] = report.targets(data)
-    with open(os.path.join(output_dir, "results.json"), "w") as handle:
+    with atomic_write(os.path.join(output_dir, "results.json")) as handle:
         json.dump(data, handle, indent=2)
     table = report.markdown(data)
-    with open(os.path.join(output_dir, "results.md"), "w") as handle:
-        handle.write(table)
+    write_text(os.path.join(output_dir, "results.md"), table)
     log(table)
     return data
 

@@ -22,6 +22,7 @@ import time
 
 import tensorflow as tf
 
+from common.atomic_files import atomic_write
 from dataset.classification_input import build_classification_dataset
 from dataset.detection_input import build_detection_dataset
 from dataset.make_sample_dataset import make_sample_datasets
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     print(f"{'pipeline':48s} {'throughput':>15s}")
     results = run(args)
     if args.output_json:
-        with open(args.output_json, "w") as handle:
+        with atomic_write(args.output_json) as handle:
             json.dump({"tensorflow": tf.__version__, "cpus": os.cpu_count(), "results": results}, handle, indent=2)
     return 0
 
