@@ -277,3 +277,39 @@ def test_progressive_stages_continue_their_stream(sample):
     start = ((3 - 2) * 3 + 1) * 2  # epoch 3 is the stage's second; one batch of 2 done
     np.testing.assert_array_equal(resumed_images, images[start:])
     np.testing.assert_array_equal(resumed_labels, labels[start:])
+
+
+def _copy_shards(sample, tmp_path):
+    shards = sorted(tf.io.gfile.glob(sample["train_file_pattern"]))
+    target = tmp_path / "data"
+    target.mkdir()
+    for shard in shards:
+        (target / pathlib.Path(shard).name).write_bytes(pathlib.Path(shard).read_bytes())
+    return sorted(target.iterdir())
+
+
+def test_truncated_record_file_is_named(tmp_path, sample):
+    shards = _copy_shards(sample, tmp_path)
+    data = shards[-1].read_bytes()
+    shards[-1].write_bytes(data[:len(data) - 1000])  # a copy cut short
+    result = _main("--mode", "train", "--model_dir", str(tmp_path / "run"),
+                   "--train_file_pattern", str(tmp_path / "data" / "*"), "--batch_size", "2")
+    _assert_one_line_error(result, str(shards[-1]), "truncated")
+
+
+def test_empty_record_files_with_steps_per_epoch(tmp_path):
+    (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
+    result = _main("--mode", "train", "--model_dir", str(tmp_path / "run"),
+                   "--train_file_pattern", str(tmp_path / "train-*"), "--steps_per_epoch", "4")
+    _assert_one_line_error(result, "empty", "train-00000-of-00001.tfrecord")
+
+
+@pytest.mark.slow
+def test_class_id_above_num_classes_is_one_line(tmp_path, sample):
+    """The sample data has 3 classes; a 2-class model meets class id 3 mid-run."""
+    result = _main("--mode", "train", "--model_dir", str(tmp_path / "run"),
+                   "--train_file_pattern", sample["train_file_pattern"],
+                   "--hparams", "num_classes=2", "--batch_size", "2", "--steps_per_epoch", "40",
+                   "--num_epochs", "1")
+    _assert_one_line_error(result, "class id", "num_classes")
+    assert not list((tmp_path / "run").glob("ckpt-*"))
