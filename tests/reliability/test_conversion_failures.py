@@ -149,14 +149,20 @@ def read_records(pattern):
 # ----------------------------------------------------------------------------- failures keep earlier output
 
 
-def test_coco_failure_on_last_image_keeps_earlier_output(tmp_path):
+def _earlier_coco_output(tmp_path, num_images):
+    """A good 2-shard COCO conversion at ``tmp_path/out/train``; returns
+    ``(json_path, image_dir, out, prefix, snapshot)``."""
     from dataset.create_coco_tfrecord import convert_coco
 
-    json_path, image_dir = write_coco(tmp_path, good_images(4))
+    json_path, image_dir = write_coco(tmp_path, good_images(num_images))
     out = tmp_path / "out"
     prefix = str(out / "train")
     convert_coco(json_path, image_dir, prefix, num_shards=2)
-    before = snapshot(out)
+    return json_path, image_dir, out, prefix, snapshot(out)
+
+
+def test_coco_failure_on_last_image_keeps_earlier_output(tmp_path):
+    json_path, image_dir, out, prefix, before = _earlier_coco_output(tmp_path, 4)
     assert sorted(before) == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     with open(os.path.join(image_dir, "03.jpg"), "wb") as handle:  # the last image of the JSON
         handle.write(b"\xff\xd8\xff\xe0 this is not a JPEG")
@@ -234,13 +240,7 @@ def test_pascal_failure_keeps_earlier_shards_and_ground_truth_json(tmp_path):
 
 
 def test_nothing_valid_with_skip_invalid_keeps_earlier_output(tmp_path):
-    from dataset.create_coco_tfrecord import convert_coco
-
-    json_path, image_dir = write_coco(tmp_path, good_images(2))
-    out = tmp_path / "out"
-    prefix = str(out / "train")
-    convert_coco(json_path, image_dir, prefix, num_shards=2)
-    before = snapshot(out)
+    json_path, image_dir, out, prefix, before = _earlier_coco_output(tmp_path, 2)
     for name in ("00.jpg", "01.jpg"):
         with open(os.path.join(image_dir, name), "wb") as handle:
             handle.write(b"garbage")
