@@ -28,7 +28,12 @@ always gets a static one (1 by default) so that its NMS is built without a
 ``WHILE`` loop (TensorFlow 2.18's int8 calibrator crashes on loops) and stays
 in the file (see :mod:`common.export.tflite`).
 Errors a user can cause (paths, images, configs, checkpoints, impossible
-exports) end with one message and exit code 2.
+exports) end with one message and exit code 2. Output paths (``--export_dir``,
+``--tflite_path``, ``--onnx_path``, ``--output_image_dir``, ``--output_video``,
+``--output_json``) are checked before any model is built.
+Every output is written under a hidden temporary name beside its destination
+and moved into place only when complete (:mod:`common.atomic_files`): a failed
+or killed run leaves an earlier export at the same path as it was.
 """
 import json
 import os
@@ -100,8 +105,9 @@ def model_stats(config):
 
 def _write_json(data):
     if FLAGS.output_json:
-        with open(FLAGS.output_json, "w") as handle:
-            json.dump(data, handle, indent=2)
+        from common.atomic_files import write_text
+
+        write_text(FLAGS.output_json, json.dumps(data, indent=2))
         logging.info("Wrote %s", FLAGS.output_json)
 
 
@@ -141,29 +147,79 @@ def _default_path(config, extension, suffix=""):
     return os.path.join(_require("export_dir"), f"{config.model.name}{suffix}.{extension}")
 
 
+def _tflite_output(config):
+    """(path, flag that names it) of the TFLite file to write."""
+    if FLAGS.tflite_path:
+        return FLAGS.tflite_path, "--tflite_path"
+    suffix = "" if FLAGS.quantize == "none" else f"_{FLAGS.quantize}"
+    return _default_path(config, "tflite", suffix), "--export_dir"
+
+
+def _onnx_output(config):
+    """(path, flag that names it) of the ONNX file to write."""
+    if FLAGS.onnx_path:
+        return FLAGS.onnx_path, "--onnx_path"
+    return _default_path(config, "onnx"), "--export_dir"
+
+
+def _check_outputs(config):
+    """Checks every path this run writes before any model is built.
+
+    Raises:
+        ExportError: an output that cannot be written (one message naming the
+            path and the fix), or a missing output flag.
+    """
+    from common.export.outputs import check_output
+
+    mode = FLAGS.runmode
+    if mode == "saved_model":
+        from common.export.saved_model import check_export_dir
+
+        export_dir = _require("export_dir")
+        check_output(export_dir, "--export_dir", directory=True)
+        check_export_dir(export_dir)
+    elif mode == "tflite":
+        check_output(*_tflite_output(config))
+    elif mode == "onnx":
+        check_output(*_onnx_output(config))
+    elif mode == "infer":
+        check_output(_require("output_image_dir"), "--output_image_dir", directory=True,
+                     writes_inside=True)
+    elif mode == "infer_video":
+        from common.export.video import check_output_video
+
+        output_video = _require("output_video")
+        check_output_video(output_video)
+        check_output(output_video, "--output_video")
+    if FLAGS.output_json:
+        check_output(FLAGS.output_json, "--output_json")
+
+
 def run_tflite(config):
     from common.export import tflite
 
-    module = _module(config)
+    path = _tflite_output(config)[0]
     samples = None
     if FLAGS.quantize == "int8":
-        samples = tflite.representative_images(module.image_size, FLAGS.file_pattern,
-                                               FLAGS.input_image, FLAGS.num_calibration_steps)
+        # Before the model is built, so that a pattern matching nothing fails at once.
+        samples = tflite.representative_images(tuple(int(s) for s in config.model.image_size),
+                                               FLAGS.file_pattern, FLAGS.input_image,
+                                               FLAGS.num_calibration_steps)
+    module = _module(config)
     include = True if FLAGS.include_postprocess is None else FLAGS.include_postprocess
     flatbuffer = tflite.convert_to_tflite(module, FLAGS.quantize, samples, include,
                                           batch_size=FLAGS.batch_size)
     batch = tflite.static_batch_size(module, FLAGS.quantize, include, FLAGS.batch_size)
-    suffix = "" if FLAGS.quantize == "none" else f"_{FLAGS.quantize}"
-    path = FLAGS.tflite_path or _default_path(config, "tflite", suffix)
-    tflite.write_tflite(flatbuffer, path)
     ops = tflite.op_counts(flatbuffer)
+    print("ops: " + ", ".join(f"{name} x{count}" for name, count in sorted(ops.items())))
     non_builtin = sorted(op for op in ops if op.startswith(("CUSTOM", "Flex")))
+    if non_builtin:  # checked before writing: an unusable file must not replace a good one
+        raise tflite.ExportError(f"Non-builtin ops in the TFLite model: {non_builtin}; "
+                                 f"nothing was written to {path}.")
+    tflite.write_tflite(flatbuffer, path)
     print(f"TFLite ({FLAGS.quantize}) written to {path}: {len(flatbuffer) / 2**20:.2f} MiB, "
           f"batch size {batch or 'dynamic'}, "
           f"post-processing {'included' if include else 'NOT included (raw outputs)'}")
-    print("ops: " + ", ".join(f"{name} x{count}" for name, count in sorted(ops.items())))
-    if non_builtin:
-        raise tflite.ExportError(f"Non-builtin ops in the TFLite model: {non_builtin}.")
     _write_json({"path": path, "bytes": len(flatbuffer), "quantize": FLAGS.quantize,
                  "batch_size": batch, "include_postprocess": include,
                  "ops": dict(sorted(ops.items()))})
@@ -173,7 +229,7 @@ def run_onnx(config):
     from common.export.onnx_export import export_onnx
 
     include = bool(FLAGS.include_postprocess)
-    path = export_onnx(_module(config), FLAGS.onnx_path or _default_path(config, "onnx"), include)
+    path = export_onnx(_module(config), _onnx_output(config)[0], include)
     print(f"ONNX written to {path} ({os.path.getsize(path) / 2**20:.2f} MiB, "
           f"{'final' if include else 'raw'} outputs; input: uint8 images at the network size)")
 
@@ -282,6 +338,7 @@ def main(argv):
     del argv
     try:
         config = load_config(_config_file(), FLAGS.model_name, FLAGS.hparams)
+        _check_outputs(config)
         globals()[f"run_{FLAGS.runmode}"](config)
     except _user_errors() as error:
         logging.error("%s", error)

@@ -9,7 +9,9 @@
 * :mod:`common.export.infer`, :mod:`common.export.visualize`,
   :mod:`common.export.label_map` — annotated images;
 * :mod:`common.export.video` — annotated videos (OpenCV, optional);
-* :mod:`common.export.benchmark` — timings.
+* :mod:`common.export.benchmark` — timings;
+* :mod:`common.export.outputs` — output paths checked before the work, and
+  complete-or-absent files for writers that need the real file name.
 
 Like the rest of ``common`` it imports nothing from the model packages; the
 model family's wrapper is found by task name (:mod:`common.export.factory`).

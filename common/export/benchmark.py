@@ -13,6 +13,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from common.atomic_files import write_text
+
 METHODOLOGY = (
     "Inputs are made once before timing and stay in memory (no input pipeline). Each "
     "(variant, part, batch size) row first runs `warmup` untimed calls (tracing, XLA "
@@ -131,6 +133,5 @@ def report(results, **meta):
 
 
 def write_report(path, data):
-    """Writes :func:`report` output as indented JSON."""
-    with open(path, "w") as handle:
-        json.dump(data, handle, indent=2)
+    """Writes :func:`report` output as indented JSON (complete or not at all)."""
+    write_text(path, json.dumps(data, indent=2))

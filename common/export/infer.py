@@ -4,6 +4,10 @@ Every input gives one output file in ``output_dir`` with the input's base name
 (``.jpg`` / ``.jpeg`` / ``.png`` kept, anything else written as ``.png``; a name
 already taken by an earlier input gets ``_1``, ``_2`` …). Images are run one
 at a time at their own size (the predictor letterboxes / crops them).
+
+The annotated images are written under hidden temporary names and moved into
+place together once every one is written (:class:`common.atomic_files.FileSet`):
+a failed or killed run leaves the earlier outputs in ``output_dir`` as they were.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from common.atomic_files import FileSet
 from common.export.visualize import draw_classification, draw_detections
 
-_KEEP_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# Output extension -> PIL format (temporaries end in .partial, so PIL cannot guess it).
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+_KEEP_EXTENSIONS = tuple(_FORMATS)
 
 
 class ImageReadError(ValueError):
@@ -91,7 +98,7 @@ def annotate(predictor, files, images, output_dir, label_map=None, min_score=0.4
         predictor: a predictor from :mod:`common.export.predictors` (``task`` set).
         files: input paths (for output names).
         images: the uint8 ``[H, W, 3]`` images.
-        output_dir: where annotated images go (created).
+        output_dir: where annotated images go (created; all appear together at the end).
         label_map: ``{id: name}``.
         min_score: detection drawing threshold.
         max_boxes: at most this many boxes per image.
@@ -102,25 +109,29 @@ def annotate(predictor, files, images, output_dir, label_map=None, min_score=0.4
     """
     os.makedirs(output_dir, exist_ok=True)
     label_map = label_map or {}
-    taken, records = set(), []
-    for path, image in zip(files, images):
-        outputs = predictor(image[None])
-        record = {"input": path}
-        if predictor.task == "detection":
-            canvas, drawn = draw_detections(
-                image, outputs["detection_boxes"][0], outputs["detection_scores"][0],
-                outputs["detection_classes"][0], label_map, min_score, max_boxes)
-            record["detections"] = _detection_record(outputs, label_map)
-        else:
-            classes = outputs["top_k_classes"][0]
-            probabilities = outputs["top_k_probabilities"][0]
-            canvas, drawn = draw_classification(image, classes, probabilities, label_map)
-            record["top_k"] = [{"class_id": int(c), "probability": float(p)}
-                               for c, p in zip(classes, probabilities)]
-        record["output"] = _output_path(output_dir, path, taken)
-        record["drawn"] = drawn
-        canvas.save(record["output"])
-        records.append(record)
+    taken = set()
+    destinations = [_output_path(output_dir, path, taken) for path in files]
+    records = []
+    with FileSet(destinations) as written:
+        for path, image, destination, temporary in zip(files, images, destinations,
+                                                       written.temporaries):
+            outputs = predictor(image[None])
+            record = {"input": path}
+            if predictor.task == "detection":
+                canvas, drawn = draw_detections(
+                    image, outputs["detection_boxes"][0], outputs["detection_scores"][0],
+                    outputs["detection_classes"][0], label_map, min_score, max_boxes)
+                record["detections"] = _detection_record(outputs, label_map)
+            else:
+                classes = outputs["top_k_classes"][0]
+                probabilities = outputs["top_k_probabilities"][0]
+                canvas, drawn = draw_classification(image, classes, probabilities, label_map)
+                record["top_k"] = [{"class_id": int(c), "probability": float(p)}
+                                   for c, p in zip(classes, probabilities)]
+            record["output"] = destination
+            record["drawn"] = drawn
+            canvas.save(temporary, format=_FORMATS[os.path.splitext(destination)[1]])
+            records.append(record)
     return records
 
 

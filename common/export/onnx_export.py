@@ -15,6 +15,7 @@ import time
 
 from absl import logging
 
+from common.atomic_files import atomic_write
 from common.export.errors import ExportError
 
 DEFAULT_OPSET = 17
@@ -26,7 +27,7 @@ def export_onnx(module, path, include_postprocess=False, opset=DEFAULT_OPSET):
 
     Args:
         module: a :class:`common.export.module.InferenceModule`.
-        path: output ``.onnx`` file.
+        path: output ``.onnx`` file (parents created; written complete or not at all).
         include_postprocess: final outputs instead of raw network outputs.
         opset: ONNX opset.
 
@@ -54,7 +55,12 @@ def export_onnx(module, path, include_postprocess=False, opset=DEFAULT_OPSET):
     function = tf.function(concrete)
     start = time.time()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tf2onnx.convert.from_function(function, input_signature=concrete.structured_input_signature[0],
-                                  opset=opset, output_path=path)
+    # No output_path: tf2onnx would write the file in place; the proto is written
+    # here through a temporary name instead, so an interrupted export leaves an
+    # earlier file at ``path`` intact.
+    model_proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=concrete.structured_input_signature[0], opset=opset)
+    with atomic_write(path, "wb") as handle:
+        handle.write(model_proto.SerializeToString())
     logging.info("ONNX (opset %d) written to %s in %.1f s.", opset, path, time.time() - start)
     return path

@@ -11,6 +11,12 @@ Signatures (see :meth:`common.export.module.InferenceModule.serving_functions`):
 
 The resolved experiment config is written beside the model as
 ``config.yaml`` (``assets`` are not needed: anchors are constants of the graph).
+
+The whole directory, ``config.yaml`` included, is written under a hidden
+temporary name next to ``export_dir`` and swapped in only when complete
+(:func:`common.atomic_files.atomic_directory`): a directory at ``export_dir``
+is always a complete export, and a failed or killed export leaves the earlier
+one there untouched.
 """
 from __future__ import annotations
 
@@ -20,7 +26,39 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from common.atomic_files import atomic_directory, is_temporary
+from common.export.errors import ExportError
+
 CONFIG_FILE = "config.yaml"
+# What export_saved_model (and older TensorFlow / Keras versions) put in an export
+# directory. Anything else there is the user's: the export replaces the whole
+# directory, so it refuses rather than deleting foreign files.
+_EXPORT_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "variables",
+                   "assets", "keras_metadata.pb", CONFIG_FILE}
+
+
+def check_export_dir(export_dir):
+    """Raises unless ``export_dir`` may be replaced by a new export.
+
+    Replaceable: a missing or empty directory, or one holding only what an
+    export writes (an earlier export, complete or left half-written by an
+    interrupted in-place writer of older versions).
+
+    Raises:
+        ExportError: ``export_dir`` is a file, or holds other files (named).
+    """
+    if not os.path.lexists(export_dir):
+        return
+    if not os.path.isdir(export_dir):
+        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it is a file, not a "
+                          "directory; choose another --export_dir or remove that file.")
+    foreign = sorted(name for name in os.listdir(export_dir)
+                     if name not in _EXPORT_ENTRIES and not is_temporary(name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it holds files that "
+                          f"are not part of a SavedModel ({shown}), and an export replaces the "
+                          "whole directory; choose a new or empty --export_dir.")
 
 
 def export_saved_model(module, export_dir, config=None):
@@ -28,20 +66,28 @@ def export_saved_model(module, export_dir, config=None):
 
     Args:
         module: the inference wrapper.
-        export_dir: output directory (created; an existing SavedModel there is replaced).
+        export_dir: output directory (its parents are created; an earlier export
+            there is replaced, atomically, once the new one is complete).
         config: the ``ExperimentConfig`` to store beside it as ``config.yaml``.
 
     Returns:
         ``export_dir``.
+
+    Raises:
+        ExportError: ``export_dir`` is a file or holds files of something else
+            (see :func:`check_export_dir`).
     """
+    check_export_dir(export_dir)
     start = time.time()
     signatures = module.serving_functions()
-    os.makedirs(export_dir, exist_ok=True)
-    tf.saved_model.save(module, export_dir, signatures=signatures)
-    if config is not None:
-        from common.config import dump_config
+    with atomic_directory(export_dir) as temporary:
+        tf.saved_model.save(module, temporary, signatures=signatures)
+        if config is not None:
+            from common.config import dump_config
 
-        dump_config(config, os.path.join(export_dir, CONFIG_FILE))
+            # Inside the temporary directory, so it is swapped in with the model.
+            with open(os.path.join(temporary, CONFIG_FILE), "w", encoding="utf-8") as handle:
+                handle.write(dump_config(config))
     logging.info("SavedModel with signatures %s written to %s in %.1f s.",
                  sorted(signatures), export_dir, time.time() - start)
     return export_dir
@@ -57,6 +103,12 @@ def load_saved_model(export_dir):
         raise FileNotFoundError(
             f"No SavedModel in {export_dir!r} (expected {export_dir}/saved_model.pb); "
             "write one with: model_inspect.py --runmode saved_model --export_dir DIR")
+    if not os.path.isfile(os.path.join(export_dir, "fingerprint.pb")):
+        # TensorFlow writes the fingerprint last; exports of this project always have
+        # one. Its absence marks a directory from an in-place writer that was cut off.
+        logging.warning("%s has no fingerprint.pb: it may be an incomplete export (an "
+                        "interrupted writer, or TensorFlow < 2.12); export it again if it "
+                        "misbehaves.", export_dir)
     return tf.saved_model.load(export_dir)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common.atomic_files import atomic_write
 from common.export.errors import ExportError
 from common.export.module import POSTPROCESS_SCOPE
 
@@ -238,8 +239,12 @@ def representative_images(image_size, file_pattern=None, image_glob=None, num_sa
 
 
 def write_tflite(flatbuffer, path):
-    """Writes the flatbuffer; returns ``path``."""
+    """Writes the flatbuffer to ``path`` (parents created); returns ``path``.
+
+    Written under a temporary name beside ``path`` and renamed into place when
+    complete, so an interrupted write leaves an earlier file there intact.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         handle.write(flatbuffer)
     return path

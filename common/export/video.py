@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from common.export.errors import ExportError
+from common.export.outputs import file_with_own_name
 from common.export.visualize import draw_detections
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mov": "mp4v", ".mkv": "MJPG"}
@@ -36,16 +37,22 @@ def import_cv2():
     return cv2
 
 
-def _open_writer(cv2, path, fps, width, height):
+def check_output_video(path):
+    """Raises :class:`ExportError` unless ``path`` has an extension with a known codec."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in CODECS:
         raise ExportError(f"--output_video {path!r}: unknown extension {extension!r}; use one "
                           f"of {sorted(CODECS)}.")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*CODECS[extension]), fps,
-                             (width, height))
+    return CODECS[extension]
+
+
+def _open_writer(cv2, path, shown_path, fps, width, height):
+    """A ``VideoWriter`` on ``path`` (a temporary with the output's own name);
+    ``shown_path`` is the destination, for messages."""
+    codec = check_output_video(path)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps, (width, height))
     if not writer.isOpened():
-        raise ExportError(f"OpenCV cannot write {path!r} with codec {CODECS[extension]!r}; try "
+        raise ExportError(f"OpenCV cannot write {shown_path!r} with codec {codec!r}; try "
                           "an .avi output.")
     return writer
 
@@ -74,8 +81,14 @@ def annotate_video(predictor, input_path, output_path, label_map=None, min_score
         ExportError: OpenCV missing, a classifier predictor, an unreadable or
             empty video, an unwritable output.
         FileNotFoundError: ``input_path`` does not exist.
+
+    The video is written in a hidden temporary directory beside
+    ``output_path`` (under the output's own name: OpenCV picks the container
+    from the extension) and moved onto ``output_path`` only when every frame is
+    in: a failed or killed run leaves an earlier video there intact.
     """
     cv2 = import_cv2()
+    check_output_video(output_path)
     if predictor.task != "detection":
         raise ExportError("--runmode infer_video draws detections; this model is a "
                           f"{predictor.task} model (use --runmode infer on image files).")
@@ -89,30 +102,33 @@ def annotate_video(predictor, input_path, output_path, label_map=None, min_score
     writer, frames, model_seconds = None, 0, 0.0
     start = time.perf_counter()
     try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            if writer is None:
-                height, width = rgb.shape[:2]
-                writer = _open_writer(cv2, output_path, fps, width, height)
-            tic = time.perf_counter()
-            outputs = predictor(rgb[None])
-            model_seconds += time.perf_counter() - tic
-            canvas, _ = draw_detections(
-                rgb, outputs["detection_boxes"][0], outputs["detection_scores"][0],
-                outputs["detection_classes"][0], label_map, min_score, max_boxes)
-            writer.write(np.ascontiguousarray(np.asarray(canvas)[:, :, ::-1]))
-            frames += 1
-            if frames % 100 == 0:
-                log(f"{frames} frames")
+        with file_with_own_name(output_path) as temporary:
+            try:
+                while True:
+                    ok, bgr = capture.read()
+                    if not ok:
+                        break
+                    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+                    if writer is None:
+                        height, width = rgb.shape[:2]
+                        writer = _open_writer(cv2, temporary, output_path, fps, width, height)
+                    tic = time.perf_counter()
+                    outputs = predictor(rgb[None])
+                    model_seconds += time.perf_counter() - tic
+                    canvas, _ = draw_detections(
+                        rgb, outputs["detection_boxes"][0], outputs["detection_scores"][0],
+                        outputs["detection_classes"][0], label_map, min_score, max_boxes)
+                    writer.write(np.ascontiguousarray(np.asarray(canvas)[:, :, ::-1]))
+                    frames += 1
+                    if frames % 100 == 0:
+                        log(f"{frames} frames")
+            finally:
+                if writer is not None:
+                    writer.release()  # finishes the container before the file is moved
+            if frames == 0:
+                raise ExportError(f"No frame could be read from {input_path!r}.")
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
-    if frames == 0:
-        raise ExportError(f"No frame could be read from {input_path!r}.")
     total = time.perf_counter() - start
     return {"input": input_path, "output": output_path, "frames": frames, "width": width,
             "height": height, "video_fps": float(fps), "model_seconds": model_seconds,
