@@ -11,11 +11,13 @@
 Precedence of settings: defaults < model presets < --config YAML < --hparams <
 --override < the dedicated flags below (--batch_size, --num_epochs, ...).
 """
+import dataclasses
 import os
 import sys
 
 from absl import app, flags, logging
 
+import model_zoo  # noqa: F401  (registers the model families)
 from common.checkpoints import CheckpointError
 from common.config import ConfigError, build_network, dump_config, load_config
 
@@ -158,7 +160,12 @@ def _config_from_model_dir(path, overrides):
 def resolve_config(distribution=None):
     """Config from flags; with no data anywhere, the quickstart recipe on sample data
     (written by one process per machine while the others wait). A resumed run (and
-    evaluation of a model directory) starts from the directory's ``config.yaml``."""
+    evaluation of a model directory) starts from the directory's ``config.yaml``.
+
+    Each recipe is loaded once: the flags' config, and only when it names no data
+    and no ``--config``, the quickstart recipe of its task (another file); the
+    sample data then goes into that loaded config (it tops every other setting).
+    """
     overrides = list(FLAGS.override) + _flag_overrides()
     recorded = _recorded_config()
     if recorded is not None:
@@ -169,8 +176,10 @@ def resolve_config(distribution=None):
     from dataset.make_sample_dataset import make_sample_datasets
 
     config_file = FLAGS.config or QUICKSTART[config.task]
-    base = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
-    image_size = max(64, max(base.model.image_size))
+    if not FLAGS.config:
+        # The quickstart recipe of the task, with the command line on top.
+        config = load_config(config_file, FLAGS.model_name, FLAGS.hparams, overrides)
+    image_size = max(64, max(config.model.image_size))
     # Local rank 0 writes the files; the other processes wait, then find them.
     writer = distribution is None or distribution.local_rank == 0
     if not writer:
@@ -178,16 +187,34 @@ def resolve_config(distribution=None):
     sample = make_sample_datasets(FLAGS.sample_data_dir, image_size=image_size)
     if writer and distribution is not None:
         distribution.barrier()
-    prefix = "" if config.task == "detection" else "classification_"
-    sample_overrides = [f"data.train_file_pattern={sample[prefix + 'train_file_pattern']}",
-                        f"data.val_file_pattern={sample[prefix + 'val_file_pattern']}",
-                        f"model.num_classes={sample[prefix + 'num_classes']}"]
-    if config.task == "detection":
-        sample_overrides.append(f"data.val_json_file={sample['val_json']}")
     logging.info("No data given: using the built-in sample dataset in %s with %s",
                  FLAGS.sample_data_dir, config_file)
-    return load_config(config_file, FLAGS.model_name, FLAGS.hparams,
-                       overrides + sample_overrides)
+    return _with_sample_data(config, sample)
+
+
+def _with_sample_data(config, sample):
+    """``config`` reading the sample dataset ``sample`` (of ``make_sample_datasets``).
+
+    The same as loading the recipe again with these settings as the last
+    overrides, without reading and resolving it a second time.
+    """
+    prefix = "" if config.task == "detection" else "classification_"
+    data = {"train_file_pattern": sample[prefix + "train_file_pattern"],
+            "val_file_pattern": sample[prefix + "val_file_pattern"]}
+    if config.task == "detection":
+        data["val_json_file"] = sample["val_json"]
+    return dataclasses.replace(
+        config, data=_replaced(config.data, **data),
+        model=_replaced(config.model, num_classes=int(sample[prefix + "num_classes"])))
+
+
+def _replaced(section, **values):
+    """``dataclasses.replace`` plus the section's own validation (as loading does)."""
+    section = dataclasses.replace(section, **values)
+    validate = getattr(section, "validate", None)
+    if validate is not None:
+        validate()
+    return section
 
 
 def run_summary(config):
@@ -254,7 +281,8 @@ def _check_positional(argv):
 
 
 def main(argv):
-    from common.training.distribution import SingleProcess, make_distribution
+    from common.training.distribution import SingleProcess
+    from common.training.distribution_factory import make_distribution
     from dataset.errors import DatasetError
 
     try:
@@ -288,7 +316,7 @@ def main(argv):
 
 def _write_summary_config(config):
     """``--mode summary --model_dir`` records the config, but never over a trained run's."""
-    from common.training.runner import prepare_model_dir
+    from common.training.preflight import prepare_model_dir
 
     model_dir = config.runtime.model_dir
     prepare_model_dir(model_dir)

@@ -41,6 +41,7 @@ import sys
 
 from absl import app, flags, logging
 
+import model_zoo  # noqa: F401  (registers the model families)
 from common.config import ConfigError, build_network, load_config
 
 FLAGS = flags.FLAGS

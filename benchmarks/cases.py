@@ -6,8 +6,9 @@ result is written as JSON. Every case reuses the project's own code paths: the
 input pipelines (:mod:`dataset.detection_input`,
 :mod:`dataset.classification_input`, timed by
 :func:`dataset.benchmark_input.measure`), the one train step
-(:class:`common.training.train_step.TrainStep`, fed by the experiment's own
-training dataset) and the inference wrappers and timers of
+(:class:`common.training.train_step.TrainStep`, with the model, optimizer and
+EMA of :func:`common.training.setup.build_training_setup`, fed by the
+experiment's own training dataset) and the inference wrappers and timers of
 :mod:`common.export.benchmark`.
 """
 from __future__ import annotations
@@ -135,39 +136,32 @@ def train(spec, gate):
     """Images/second of the train step (ours, and optionally Keras' V2-S interleaved).
     ``gate``: a :class:`benchmarks.gate.TimingGate`; the rounds (and the profile) hold it
     exclusively."""
+    import dataclasses
+
     import keras
     import tensorflow as tf
 
-    from common.config import build_network, family_of
+    from common.config import family_of
     from common.training.distribution import SingleProcess
-    from common.training.ema import ExponentialMovingAverage
-    from common.training.optimizers import build_optimizer, decayed_variables
     from common.training.schedules import build_schedule
-    from common.training.train_step import TrainStep
+    from common.training.setup import build_optimizer_and_ema, build_training_setup
     from benchmarks.timing import interleaved
 
     _set_policy(spec.get("amp"))
     keras.utils.set_random_seed(0)
     config = _config(spec)
-    train_cfg, batch = config.train, spec["batch_size"]
-    experiment = family_of(config.model.name).make_experiment(config, SingleProcess())
-    model = build_network(config)
-
-    def optimizer_and_ema(network):
-        schedule = build_schedule(train_cfg, 1000, batch)
-        _, no_decay = decayed_variables(network.trainable_variables, train_cfg.weight_decay_exclude)
-        optimizer = build_optimizer(train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
-                                    weight_decay=train_cfg.weight_decay,
-                                    clip_norm=train_cfg.clip_gradients_norm,
-                                    mixed_precision=bool(spec.get("amp")), no_decay_variables=no_decay)
-        ema = (ExponentialMovingAverage(network.weights, train_cfg.moving_average_decay)
-               if train_cfg.moving_average_decay > 0 else None)
-        return optimizer, ema
-
-    optimizer, ema = optimizer_and_ema(model)
-    step = TrainStep(model, experiment.task, optimizer, ema=ema, use_xla=bool(spec.get("xla")),
-                     weight_decay=train_cfg.weight_decay,
-                     weight_decay_exclude=train_cfg.weight_decay_exclude)
+    batch = spec["batch_size"]
+    # The schedule assumes 1000 steps per epoch (no records are counted) and one
+    # micro-batch per step: each timed step is one in-memory batch.
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, steps_per_epoch=1000, grad_accum_steps=1))
+    train_cfg = config.train
+    distribution = SingleProcess()
+    experiment = family_of(config.model.name).make_experiment(config, distribution)
+    # The run's own assembly (amp / xla come from the spec through the config);
+    # no model_dir, so no checkpoint state.
+    setup = build_training_setup(config, distribution, experiment.task)
+    model, step = setup.model, setup.step
     # One real batch from the experiment's own training pipeline, then repeated from
     # memory: the step is timed alone (the pipeline has its own cases).
     stage = experiment.stages(model, 1, batch, seed=0, batches_per_epoch=1)[-1]
@@ -190,7 +184,8 @@ def train(spec, gate):
         from benchmarks.reference import ReferenceTrainStep, build_reference_classifier
 
         reference = build_reference_classifier(size, config.model.num_classes)
-        ref_optimizer, ref_ema = optimizer_and_ema(reference)
+        ref_optimizer, ref_ema = build_optimizer_and_ema(
+            config, reference, build_schedule(train_cfg, setup.steps_per_epoch, batch))
         ref_step = ReferenceTrainStep(reference, experiment.task, ref_optimizer, ref_ema,
                                       use_xla=bool(spec.get("xla")),
                                       weight_decay=train_cfg.weight_decay,
@@ -289,6 +284,7 @@ def main(argv):
     """``argv``: ``SPEC.json RESULT.json [LOCK_FD STATUS]`` (``LOCK_FD``: the shared lock
     the runner took for this process, ``STATUS``: the gate's status file;
     :mod:`benchmarks.gate`)."""
+    import model_zoo  # noqa: F401  (registers the model families: the case resolves configs)
     from benchmarks.gate import TimingGate
 
     spec_path, result_path = argv[:2]

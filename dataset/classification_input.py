@@ -28,12 +28,12 @@ from typing import Optional
 
 import tensorflow as tf
 
+from common.detection.image_size import parse_image_size
 from dataset import input_utils, preprocessing
 from dataset.errors import DatasetError
 from dataset.mixing import mix_batch
 from dataset.randaugment import randaugment
 from dataset.tfrecord_format import parse_classification_example
-from efficientdet.anchors import parse_image_size
 
 CLASSIFICATION_CONVERTER = "dataset/create_classification_tfrecord.py"
 

@@ -2,7 +2,7 @@
 
 ``TFRecord → parse + check (dataset.detection_parser) → normalise →
 [train: flip, scale jitter + crop | eval: resize and pad] → anchor targets
-(efficientdet.target_assigner) → batch → prefetch``, following the official
+(common.detection.target_assigner) → batch → prefetch``, following the official
 google/automl EfficientDet input pipeline (paper Sec. 5.1). Every tensor has a
 static shape (the batch dimension too when ``drop_remainder=True``, the
 training default), so the train step can be XLA-compiled.
@@ -28,20 +28,26 @@ Batches are ``(images, labels)``:
   float32 (padded -1); ``num_groundtruth_boxes`` int32 ``[B]``;
   ``image_sizes`` int32 ``[B, 2]`` original ``(height, width)``.
 
+The anchor geometry comes in as a target-assigner object
+(:class:`common.detection.target_assigner.TargetAssigner`, usually
+``TargetAssigner.from_config(model_config)``), so this package needs no model
+code.
+
 Bad records raise an error naming the record (see :mod:`dataset.detection_parser`).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Union
 
 import tensorflow as tf
 
+from common.detection.anchors import AnchorSet
+from common.detection.image_size import parse_image_size
+from common.detection.target_assigner import TargetAssigner
 from dataset import input_utils, preprocessing
 from dataset.detection_augment import random_horizontal_flip, scale_jitter_crop
 from dataset.detection_parser import decode_detection_record
 from dataset.errors import DatasetError
-from efficientdet.anchors import AnchorSet, parse_image_size
-from efficientdet.target_assigner import TargetAssigner
 
 
 def _pad(tensor, length, value):
@@ -57,7 +63,11 @@ class DetectionExampleProcessor:
         image_size: ``(height, width)`` of the network input.
         is_training: augment (True) or resize-and-pad (False).
         num_classes: class ids must be in ``1 … num_classes``.
-        anchors: the network's :class:`~efficientdet.anchors.AnchorSet`.
+        assigner: the network's
+            :class:`~common.detection.target_assigner.TargetAssigner`, or its
+            :class:`~common.detection.anchors.AnchorSet` (wrapped in a default
+            assigner for ``num_classes``). Its anchors must be built for
+            ``image_size``.
         max_instances_per_image: padded ground-truth length; more objects in a
             record is an error.
         jitter_min, jitter_max: scale-jitter range.
@@ -65,7 +75,8 @@ class DetectionExampleProcessor:
         skip_crowd_during_training: remove crowd boxes in training.
     """
 
-    def __init__(self, image_size, is_training, num_classes, anchors: AnchorSet,
+    def __init__(self, image_size, is_training, num_classes,
+                 assigner: Union[TargetAssigner, AnchorSet],
                  max_instances_per_image=100, jitter_min=0.1, jitter_max=2.0,
                  input_rand_hflip=True, skip_crowd_during_training=True):
         self.image_size = parse_image_size(image_size)
@@ -75,8 +86,17 @@ class DetectionExampleProcessor:
         self.jitter = (float(jitter_min), float(jitter_max))
         self.hflip = input_rand_hflip
         self.skip_crowd = skip_crowd_during_training
-        crowd = "drop" if (is_training and skip_crowd_during_training) else "ignore"
-        self.assigner = TargetAssigner(anchors, self.num_classes, crowd_handling=crowd)
+        if isinstance(assigner, AnchorSet):
+            # Crowd boxes that reach the assigner are ignored; with skip_crowd they are
+            # already removed in augment(), which is the official "drop" behaviour.
+            assigner = TargetAssigner(assigner, self.num_classes)
+        if tuple(assigner.anchors.image_size) != self.image_size:
+            raise ValueError(f"the target assigner's anchors are for {assigner.anchors.image_size}, "
+                             f"the input size is {self.image_size}.")
+        if assigner.num_classes != self.num_classes:
+            raise ValueError(f"the target assigner has num_classes={assigner.num_classes}, "
+                             f"the pipeline {self.num_classes}.")
+        self.assigner = assigner
 
     def decode(self, serialized):
         """Checked, decoded record (:func:`~dataset.detection_parser.decode_detection_record`)."""
@@ -139,11 +159,7 @@ def build_detection_dataset(
     batch_size: int,
     *,
     num_classes: int,
-    min_level: int = 3,
-    max_level: int = 7,
-    num_scales: int = 3,
-    aspect_ratios: Sequence = (1.0, 2.0, 0.5),
-    anchor_scale: float = 4.0,
+    assigner: Optional[TargetAssigner] = None,
     max_instances_per_image: int = 100,
     jitter_min: float = 0.1,
     jitter_max: float = 2.0,
@@ -169,8 +185,10 @@ def build_detection_dataset(
         is_training: training augmentation + shuffling, or evaluation.
         batch_size: per-worker batch size.
         num_classes: number of classes (ids ``1 … num_classes``).
-        min_level, max_level, num_scales, aspect_ratios, anchor_scale: the
-            anchor configuration of the model (:mod:`efficientdet.anchors`).
+        assigner: the model's target assigner (anchors + matching), e.g.
+            ``TargetAssigner.from_config(model_config)``; its anchors must be
+            for ``image_size``. Default: the official anchor layout (levels
+            3–7, 3 scales, ratios 1, 2, 0.5, anchor scale 4) at ``image_size``.
         max_instances_per_image: padded ground-truth length; a record with
             more objects is an error.
         jitter_min, jitter_max: scale-jitter range (training).
@@ -198,9 +216,10 @@ def build_detection_dataset(
     deterministic = input_utils.resolve_deterministic(seed, deterministic)
     drop_remainder = is_training if drop_remainder is None else drop_remainder
     repeat = is_training if repeat is None else repeat
-    anchors = AnchorSet.build(image_size, min_level, max_level, num_scales, aspect_ratios, anchor_scale)
+    if assigner is None:
+        assigner = TargetAssigner(AnchorSet.build(image_size), num_classes)
     processor = DetectionExampleProcessor(
-        image_size, is_training, num_classes, anchors, max_instances_per_image,
+        image_size, is_training, num_classes, assigner, max_instances_per_image,
         jitter_min, jitter_max, input_rand_hflip, skip_crowd_during_training)
 
     dataset = input_utils.processed_batches(
@@ -215,7 +234,11 @@ def build_detection_dataset(
 def detection_dataset_from_config(config, is_training: bool, batch_size: Optional[int] = None,
                                   num_shards: int = 1, shard_index: int = 0, **overrides) -> tf.data.Dataset:
     """:func:`build_detection_dataset` from an experiment config (``model``,
-    ``data``, ``train``, ``eval`` sections); ``overrides`` replace arguments."""
+    ``data``, ``train``, ``eval`` sections); ``overrides`` replace arguments.
+
+    The target assigner (anchors, classes) is built from ``config.model`` with
+    :meth:`TargetAssigner.from_config`.
+    """
     model, data = config.model, config.data
     pattern = data.train_file_pattern if is_training else data.val_file_pattern
     if not pattern:
@@ -223,8 +246,7 @@ def detection_dataset_from_config(config, is_training: bool, batch_size: Optiona
         raise DatasetError(f"{key} is not set; point it at TFRecords (e.g. from "
                            "dataset/make_sample_dataset.py).")
     kwargs = dict(
-        num_classes=model.num_classes, min_level=model.min_level, max_level=model.max_level,
-        num_scales=model.num_scales, aspect_ratios=model.aspect_ratios, anchor_scale=model.anchor_scale,
+        num_classes=model.num_classes, assigner=TargetAssigner.from_config(model),
         max_instances_per_image=data.max_instances_per_image, jitter_min=data.jitter_min,
         jitter_max=data.jitter_max, input_rand_hflip=data.input_rand_hflip,
         skip_crowd_during_training=data.skip_crowd_during_training, shuffle_buffer=data.shuffle_buffer,

@@ -212,10 +212,14 @@ def _epoch_stream(file_pattern, num_shards, shard_index, seed, deterministic, ca
         key = epoch_seed(base, epoch)
         records = cached if cached is not None else read_records(
             file_pattern, True, num_shards, shard_index, None, deterministic, order_key=key)
-        # Repeated passes within one epoch (an epoch longer than the data) are
-        # shuffled on with the next blocks' keys.
-        records = permuted_blocks(records.repeat(), max(1, shuffle_buffer), key, salt=1)
-        records = records.take(span.examples_per_epoch)
+        # Each pass over the data is permuted on its own (an epoch longer than the
+        # data makes several passes): every example once per pass, never a
+        # duplicate drawn from a block that spans two passes.
+        # At most examples_per_epoch passes are needed; bounded, empty data ends the
+        # stream (a clear out-of-data error) instead of looping forever.
+        passes = tf.data.Dataset.range(span.examples_per_epoch).flat_map(
+            lambda index: permuted_blocks(records, max(1, shuffle_buffer), key, salt=1 + index))
+        records = passes.take(span.examples_per_epoch)
         positions = tf.data.Dataset.range(span.examples_per_epoch)
         return tf.data.Dataset.zip((records, positions.map(lambda i: tf.stack([key, i]))))
 

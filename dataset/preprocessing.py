@@ -15,9 +15,11 @@ evaluation and serving see identical pixels.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import tensorflow as tf
+
+from common.detection.image_size import parse_image_size
 
 MEAN_RGB = (123.675, 116.28, 103.53)
 STDDEV_RGB = (58.395, 57.12, 57.375)
@@ -26,13 +28,6 @@ CROP_PADDING = 32
 NO_CROP_FROM = 320  # official V2 evaluation: plain resize, no center crop, from this size up
 
 ImageSize = Union[int, Sequence[int]]
-
-
-def _size(image_size: ImageSize) -> Tuple[int, int]:
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = (int(s) for s in image_size)
-    return height, width
 
 
 def normalize_detection_image(image: tf.Tensor) -> tf.Tensor:
@@ -78,7 +73,7 @@ def resize_and_pad(image: tf.Tensor, image_size: ImageSize, method: str = "bilin
         output pixel, i.e. multiply a box in output pixels by it to get
         original-image pixels (the official ``image_scale``).
     """
-    out_h, out_w = _size(image_size)
+    out_h, out_w = parse_image_size(image_size)
     shape = tf.shape(image)
     height = tf.cast(shape[0], tf.float32)
     width = tf.cast(shape[1], tf.float32)
@@ -128,7 +123,7 @@ def center_crop(image: tf.Tensor, image_size: ImageSize, crop_padding: int = CRO
     Returns:
         float32 ``[height, width, C]`` (values in the input's range).
     """
-    out_h, out_w = _size(image_size)
+    out_h, out_w = parse_image_size(image_size)
     shape = tf.shape(image)
     height = tf.cast(shape[0], tf.float32)
     width = tf.cast(shape[1], tf.float32)
@@ -148,7 +143,7 @@ def uses_center_crop(image_size: ImageSize, method: str = "scale_128") -> bool:
     """The official evaluation crop rule: EfficientNetV2 (``scale_128``) crops
     only below :data:`NO_CROP_FROM` pixels and plainly resizes from there up;
     the EfficientNet V1 recipe (``imagenet_mean_std``) always crops."""
-    return method == "imagenet_mean_std" or min(_size(image_size)) < NO_CROP_FROM
+    return method == "imagenet_mean_std" or min(parse_image_size(image_size)) < NO_CROP_FROM
 
 
 def eval_resize(image: tf.Tensor, image_size: ImageSize, method: str = "scale_128",
@@ -168,7 +163,7 @@ def eval_resize(image: tf.Tensor, image_size: ImageSize, method: str = "scale_12
         crop = uses_center_crop(image_size, method)
     if crop:
         return center_crop(image, image_size)
-    out_h, out_w = _size(image_size)
+    out_h, out_w = parse_image_size(image_size)
     resized = tf.image.resize(tf.cast(image, tf.float32), [out_h, out_w])
     return tf.ensure_shape(resized, [out_h, out_w, image.shape[-1]])
 

@@ -726,3 +726,22 @@ def explained_data_errors(files: FilesArg):
         if explained is None:
             raise
         raise explained from None
+
+
+class RecordChecker:
+    """The record checks of one task, handed to the training runtime by an experiment.
+
+    Args:
+        task: ``"detection"`` or ``"classification"``.
+    """
+
+    def __init__(self, task: str):
+        self.task = task
+
+    def check(self, files: FilesArg) -> RecordCheck:
+        """Pre-flight: :func:`check_record_files` for this task."""
+        return check_record_files(files, self.task)
+
+    def explain(self, error: BaseException, files: FilesArg) -> Optional[DatasetError]:
+        """:func:`explain_data_error`: a one-line user error, or None (not a data error)."""
+        return explain_data_error(error, files)

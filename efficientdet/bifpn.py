@@ -13,20 +13,68 @@ match its checkpoints:
 * :class:`BiFPNCell` (``cell_<i>``) — the node graph of :func:`bifpn_nodes`.
 * :class:`BiFPN` (``fpn_cells``) — ``num_cells`` cells in a row.
 
+The settings every node of every cell shares travel as one frozen
+:class:`BiFPNSettings` (built once from the model config by
+:mod:`efficientdet.network`) through :class:`BiFPN` and :class:`BiFPNCell`;
+the node-level layers (:class:`FNode`, :class:`OpAfterCombine`,
+:class:`ResampleFeatureMap`) keep explicit keyword arguments.
+
 Features are lists ordered from ``min_level`` to ``max_level``, each
 ``[B, H_l, W_l, C]`` with ``H_l = ceil(H / 2^l)``. Backend-neutral (Keras layers
 and ``keras.ops`` only). Upsampling is written with broadcast + reshape, not
 ``resize``, because the gradient of nearest-neighbour resize has no XLA CPU
 kernel.
 """
+import dataclasses
+
 import keras
 from keras import ops
 
 from common.layers.activations import get_activation
 from common.layers.normalization import batch_norm
+from efficientdet.model_configs import FPN_WEIGHT_METHODS as WEIGHT_METHODS
 
-WEIGHT_METHODS = ("fastattn", "attn", "sum", "channel_fastattn", "channel_attn")
 _FASTATTN_EPSILON = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class BiFPNSettings:
+    """What every BiFPN node shares; the keyword arguments of :class:`FNode`.
+
+    Attributes:
+        weight_method: input fusion, one of ``WEIGHT_METHODS`` (see :class:`FNode`).
+        separable_conv: separable (default) or plain 3×3 conv after fusion.
+        activation: of the op after fusion.
+        apply_bn_for_resampling: batch-norm after a resampling 1×1 conv.
+        conv_after_downsample: when going down, pool first, then 1×1 conv.
+        conv_bn_act_pattern: conv → BN → act after fusion instead of act → conv → BN.
+        bn_momentum, bn_epsilon, sync_bn: batch-norm settings.
+    """
+
+    weight_method: str = "fastattn"
+    separable_conv: bool = True
+    activation: str = "swish"
+    apply_bn_for_resampling: bool = True
+    conv_after_downsample: bool = False
+    conv_bn_act_pattern: bool = False
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    sync_bn: bool = False
+
+    def as_kwargs(self):
+        """The settings as a ``dict`` of :class:`FNode` keyword arguments."""
+        return dataclasses.asdict(self)
+
+
+def _settings_from(value):
+    # get_config stores the settings as a plain dict (JSON-serializable).
+    if value is None:
+        return BiFPNSettings()
+    if isinstance(value, dict):
+        return BiFPNSettings(**value)
+    if isinstance(value, BiFPNSettings):
+        return value
+    raise TypeError(f"settings must be a BiFPNSettings, got {type(value).__name__}.")
 
 
 def upsample_nearest(x, factor=2):
@@ -102,14 +150,14 @@ class ResampleFeatureMap(keras.layers.Layer):
 
     def __init__(
         self,
-        filters,
-        input_level,
-        target_level,
-        apply_bn=True,
-        conv_after_downsample=False,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
-        sync_bn=False,
+        filters: int,
+        input_level: int,
+        target_level: int,
+        apply_bn: bool = True,
+        conv_after_downsample: bool = False,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        sync_bn: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -191,13 +239,13 @@ class OpAfterCombine(keras.layers.Layer):
 
     def __init__(
         self,
-        filters,
-        separable_conv=True,
-        activation="swish",
-        conv_bn_act_pattern=False,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
-        sync_bn=False,
+        filters: int,
+        separable_conv: bool = True,
+        activation: str = "swish",
+        conv_bn_act_pattern: bool = False,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        sync_bn: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -265,25 +313,28 @@ class FNode(keras.layers.Layer):
         weight_method: ``fastattn`` (ReLU weights / (sum + 1e-4)), ``attn``
             (softmax), ``sum``, or the per-channel ``channel_fastattn`` /
             ``channel_attn``.
+        separable_conv, activation, apply_bn_for_resampling,
+        conv_after_downsample, conv_bn_act_pattern, bn_momentum, bn_epsilon,
+        sync_bn: as :class:`BiFPNSettings` (a cell passes ``settings.as_kwargs()``).
     """
 
     def __init__(
         self,
-        level,
-        input_ids,
-        node_id,
-        node_levels,
-        min_level,
-        filters,
-        weight_method="fastattn",
-        separable_conv=True,
-        activation="swish",
-        apply_bn_for_resampling=True,
-        conv_after_downsample=False,
-        conv_bn_act_pattern=False,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
-        sync_bn=False,
+        level: int,
+        input_ids: tuple,
+        node_id: int,
+        node_levels: tuple,
+        min_level: int,
+        filters: int,
+        weight_method: str = "fastattn",
+        separable_conv: bool = True,
+        activation: str = "swish",
+        apply_bn_for_resampling: bool = True,
+        conv_after_downsample: bool = False,
+        conv_bn_act_pattern: bool = False,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        sync_bn: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -402,54 +453,30 @@ def _add_n(tensors):
     return total
 
 
-_NODE_ARGS = (
-    "weight_method",
-    "separable_conv",
-    "activation",
-    "apply_bn_for_resampling",
-    "conv_after_downsample",
-    "conv_bn_act_pattern",
-    "bn_momentum",
-    "bn_epsilon",
-    "sync_bn",
-)
-
-
 @keras.saving.register_keras_serializable(package="efficientdet")
 class BiFPNCell(keras.layers.Layer):
     """One BiFPN layer: list of features P``min_level``..P``max_level`` → same-shaped
-    list with ``filters`` channels (each level's last node). Nodes ``fnode<j>``."""
+    list with ``filters`` channels (each level's last node). Nodes ``fnode<j>``.
+
+    Args:
+        filters: BiFPN width.
+        min_level, max_level: levels of the input list.
+        settings: what every node shares (:class:`BiFPNSettings`).
+    """
 
     def __init__(
         self,
-        filters,
-        min_level=3,
-        max_level=7,
-        weight_method="fastattn",
-        separable_conv=True,
-        activation="swish",
-        apply_bn_for_resampling=True,
-        conv_after_downsample=False,
-        conv_bn_act_pattern=False,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
-        sync_bn=False,
+        filters: int,
+        min_level: int = 3,
+        max_level: int = 7,
+        settings: BiFPNSettings = BiFPNSettings(),
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.min_level = int(min_level)
         self.max_level = int(max_level)
-        self.weight_method = weight_method
-        self.separable_conv = separable_conv
-        self.activation = activation
-        self.apply_bn_for_resampling = apply_bn_for_resampling
-        self.conv_after_downsample = conv_after_downsample
-        self.conv_bn_act_pattern = conv_bn_act_pattern
-        self.bn_momentum = bn_momentum
-        self.bn_epsilon = bn_epsilon
-        self.sync_bn = sync_bn
-        node_kwargs = {k: getattr(self, k) for k in _NODE_ARGS}
+        self.settings = _settings_from(settings)
         levels = list(range(self.min_level, self.max_level + 1))
         self.fnodes = []
         for j, (level, input_ids) in enumerate(bifpn_nodes(self.min_level, self.max_level)):
@@ -462,7 +489,7 @@ class BiFPNCell(keras.layers.Layer):
                     min_level=self.min_level,
                     filters=self.filters,
                     name=f"fnode{j}",
-                    **node_kwargs,
+                    **self.settings.as_kwargs(),
                 )
             )
             levels.append(level)
@@ -495,8 +522,12 @@ class BiFPNCell(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, min_level=self.min_level, max_level=self.max_level)
-        config.update({k: getattr(self, k) for k in _NODE_ARGS})
+        config.update(
+            filters=self.filters,
+            min_level=self.min_level,
+            max_level=self.max_level,
+            settings=self.settings.as_kwargs(),
+        )
         return config
 
 
@@ -507,24 +538,37 @@ class BiFPN(keras.layers.Layer):
     Input: list of ``max_level - min_level + 1`` features ``[B, H_l, W_l, C_l]``
     (P``min_level`` first; channels may differ). Output: the same levels, each
     ``[B, H_l, W_l, filters]``.
+
+    Args:
+        filters: BiFPN width (``fpn_num_filters``).
+        num_cells: cells in a row (``fpn_cell_repeats``).
+        min_level, max_level: levels of the input list.
+        settings: what every node of every cell shares (:class:`BiFPNSettings`).
     """
 
-    def __init__(self, filters, num_cells, min_level=3, max_level=7, **kwargs):
-        cell_kwargs = {k: kwargs.pop(k) for k in _NODE_ARGS if k in kwargs}
+    def __init__(
+        self,
+        filters: int,
+        num_cells: int,
+        min_level: int = 3,
+        max_level: int = 7,
+        settings: BiFPNSettings = BiFPNSettings(),
+        **kwargs,
+    ):
         kwargs.setdefault("name", "fpn_cells")
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.num_cells = int(num_cells)
         self.min_level = int(min_level)
         self.max_level = int(max_level)
-        self.cell_kwargs = cell_kwargs
+        self.settings = _settings_from(settings)
         self.cells = [
             BiFPNCell(
                 self.filters,
                 min_level=self.min_level,
                 max_level=self.max_level,
+                settings=self.settings,
                 name=f"cell_{i}",
-                **cell_kwargs,
             )
             for i in range(self.num_cells)
         ]
@@ -551,6 +595,6 @@ class BiFPN(keras.layers.Layer):
             num_cells=self.num_cells,
             min_level=self.min_level,
             max_level=self.max_level,
-            **self.cell_kwargs,
+            settings=self.settings.as_kwargs(),
         )
         return config

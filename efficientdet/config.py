@@ -1,7 +1,8 @@
 """Model config of the detection family (EfficientDet D0–D7x) and its presets.
 
 Presets come from the compound-scaling table in :mod:`efficientdet.model_configs`
-(Tan, Pang & Le 2020, Table 1); training defaults are the official COCO recipe
+(Tan, Pang & Le 2020, Table 1), which also holds the architecture defaults of
+:class:`DetectionModelConfig` (D0's entry); training defaults are the official COCO recipe
 (SGD momentum 0.9, lr 0.08 per 64 images, 1 warm-up epoch from 0.008, cosine
 decay, weight decay 4e-5, EMA 0.9998, gradient clipping at norm 10).
 """
@@ -10,11 +11,22 @@ from __future__ import annotations
 import dataclasses
 
 from common.config.errors import ConfigError
+from common.detection.nms import NMS_METHODS
+from common.detection.image_size import parse_image_size
+from efficientdet.model_configs import (
+    BACKBONE_MAX_LEVEL,
+    DEFAULT_DETECTOR,
+    FPN_NAMES,
+    FPN_WEIGHT_METHODS,
+    get_detector_params,
+    list_detector_names,
+)
 
 TASK = "detection"
-_WEIGHT_METHODS = ("fastattn", "attn", "sum", "channel_attn", "channel_fastattn")
-_NMS_METHODS = ("gaussian", "hard", "global", "global_hard", "per_class", "per_class_hard", "combined")
+_NMS_METHODS = NMS_METHODS  # names and aliases are owned by common.detection.nms
 _IOU_LOSSES = ("giou", "diou", "ciou", "iou")
+# Every architecture default is D0's entry of the table (one source of truth).
+_D0 = get_detector_params(DEFAULT_DETECTOR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +50,7 @@ class DetectionLossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class NmsConfig:
-    """Post-processing (see :mod:`efficientdet.postprocess`): ``gaussian`` (alias
+    """Post-processing (see :mod:`common.detection.postprocess`): ``gaussian`` (alias
     ``global``) = Gaussian soft-NMS over the best class of each anchor (official
     default); ``hard`` (``global_hard``) = class-agnostic hard NMS; ``per_class``
     = soft-NMS per class (official); ``per_class_hard`` = hard NMS per class;
@@ -62,31 +74,36 @@ class NmsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DetectionModelConfig:
-    """An EfficientDet. ``image_size`` is (height, width), multiples of 2**max_level."""
+    """An EfficientDet. ``image_size`` is (height, width), multiples of 2**max_level.
 
-    name: str = "efficientdet-d0"
+    Build one for a named detector with :func:`preset_config` (or
+    ``load_config``). The architecture defaults are D0's entry of
+    :mod:`efficientdet.model_configs`.
+    """
+
+    name: str = DEFAULT_DETECTOR
     num_classes: int = 90
-    image_size: tuple[int, int] = (512, 512)
-    backbone_name: str = "efficientnet-b0"
-    fpn_num_filters: int = 64
-    fpn_cell_repeats: int = 3
-    box_class_repeats: int = 3
-    fpn_weight_method: str = "fastattn"
-    separable_conv: bool = True
-    min_level: int = 3
-    max_level: int = 7
-    num_scales: int = 3
-    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)
-    anchor_scale: float = 4.0
-    activation: str = "swish"
-    bn_momentum: float = 0.99
-    bn_epsilon: float = 1e-3
-    fpn_name: str = "bifpn"
-    apply_bn_for_resampling: bool = True
-    conv_after_downsample: bool = False
-    conv_bn_act_pattern: bool = False
-    backbone_drop_path_rate: float = 0.0
-    head_drop_path_rate: float = 0.0
+    image_size: tuple[int, int] = _D0["image_size"]
+    backbone_name: str = _D0["backbone_name"]
+    fpn_num_filters: int = _D0["fpn_num_filters"]
+    fpn_cell_repeats: int = _D0["fpn_cell_repeats"]
+    box_class_repeats: int = _D0["box_class_repeats"]
+    fpn_weight_method: str = _D0["fpn_weight_method"]
+    separable_conv: bool = _D0["separable_conv"]
+    min_level: int = _D0["min_level"]
+    max_level: int = _D0["max_level"]
+    num_scales: int = _D0["num_scales"]
+    aspect_ratios: tuple[float, ...] = _D0["aspect_ratios"]
+    anchor_scale: float = _D0["anchor_scale"]
+    activation: str = _D0["activation"]
+    bn_momentum: float = _D0["bn_momentum"]
+    bn_epsilon: float = _D0["bn_epsilon"]
+    fpn_name: str = _D0["fpn_name"]
+    apply_bn_for_resampling: bool = _D0["apply_bn_for_resampling"]
+    conv_after_downsample: bool = _D0["conv_after_downsample"]
+    conv_bn_act_pattern: bool = _D0["conv_bn_act_pattern"]
+    backbone_drop_path_rate: float = _D0["backbone_drop_path_rate"]
+    head_drop_path_rate: float = _D0["head_drop_path_rate"]
     loss: DetectionLossConfig = DetectionLossConfig()
     nms: NmsConfig = NmsConfig()
 
@@ -94,26 +111,39 @@ class DetectionModelConfig:
     def num_anchors(self):
         return self.num_scales * len(self.aspect_ratios)
 
-    def validate(self):
+    def validate(self, require_exact_strides=True):
+        """Checks every model field; the one place detector settings are checked.
+
+        Args:
+            require_exact_strides: demand image sides that are multiples of
+                ``2**max_level``, so every level halves exactly (training, anchors).
+                The bare network accepts any size (``H_l = ceil(H / 2^l)``).
+
+        Raises:
+            ConfigError: naming the field and the allowed values.
+        """
         if self.num_classes < 1:
             raise ConfigError(f"model.num_classes must be >= 1, got {self.num_classes}.")
-        if not 2 <= self.min_level < self.max_level:
+        # BiFPN needs two levels or more; the lowest must be a backbone endpoint.
+        if not (1 <= self.min_level <= BACKBONE_MAX_LEVEL and self.max_level > self.min_level):
             raise ConfigError(
-                f"model.min_level/max_level must satisfy 2 <= min < max, got "
-                f"{self.min_level}, {self.max_level}."
+                f"model.min_level/max_level must satisfy 1 <= min_level <= {BACKBONE_MAX_LEVEL} "
+                f"and max_level > min_level, got {self.min_level}, {self.max_level}."
             )
         stride = 2 ** self.max_level
         height, width = self.image_size
-        if height % stride or width % stride or height <= 0 or width <= 0:
+        if height <= 0 or width <= 0 or (require_exact_strides and (height % stride or width % stride)):
             raise ConfigError(
                 f"model.image_size {height}x{width} must be positive multiples of "
                 f"{stride} (2**max_level); e.g. {max(stride, round(height / stride) * stride)}x"
                 f"{max(stride, round(width / stride) * stride)}."
             )
-        if self.fpn_weight_method not in _WEIGHT_METHODS:
+        if self.fpn_weight_method not in FPN_WEIGHT_METHODS:
             raise ConfigError(
-                f"model.fpn_weight_method {self.fpn_weight_method!r} is not one of {_WEIGHT_METHODS}."
+                f"model.fpn_weight_method {self.fpn_weight_method!r} is not one of {FPN_WEIGHT_METHODS}."
             )
+        if self.fpn_name not in FPN_NAMES:
+            raise ConfigError(f"model.fpn_name {self.fpn_name!r} is not one of {FPN_NAMES}.")
         if self.num_scales < 1 or not self.aspect_ratios:
             raise ConfigError("model.num_scales must be >= 1 and model.aspect_ratios non-empty.")
 
@@ -123,26 +153,57 @@ MODEL_CONFIG_CLASS = DetectionModelConfig
 
 def list_model_names():
     """``efficientdet-d0`` … ``efficientdet-d7x``."""
-    from efficientdet.model_configs import list_detector_names
-
     return list_detector_names()
 
 
 def presets(model_name):
     """Nested config overrides for ``model_name`` from the compound-scaling table."""
-    from efficientdet.model_configs import get_detector_params
-
     params = get_detector_params(model_name)
-    fields = {f.name for f in dataclasses.fields(DetectionModelConfig)}
-    model = {k: v for k, v in params.items() if k in fields and k != "name"}
-    return {"model": model}
+    del params["name"]  # load_config sets the name itself
+    return {"model": params}
+
+
+def preset_config(name, image_size=None, require_exact_strides=True, **overrides):
+    """The validated ``DetectionModelConfig`` of detector ``name``.
+
+    Args:
+        name: a name from :func:`list_model_names`.
+        image_size: ``int`` (square) or ``(height, width)``; default: the
+            detector's own.
+        require_exact_strides: demand image sides that are multiples of
+            ``2**max_level`` (see :meth:`DetectionModelConfig.validate`).
+        **overrides: other fields, e.g. ``num_classes=20``,
+            ``fpn_weight_method="sum"``, ``max_level=8``.
+
+    Returns:
+        A frozen, validated :class:`DetectionModelConfig`.
+
+    Raises:
+        ValueError: for an unknown name, a bad image size; ``ConfigError`` (a
+            ``ValueError``) for an unknown field or any value
+            :meth:`DetectionModelConfig.validate` refuses.
+    """
+    params = get_detector_params(name)
+    known = {f.name for f in dataclasses.fields(DetectionModelConfig)} - {"name", "image_size"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown EfficientDet parameter(s) {unknown} for {name}; "
+            f"valid keys: {', '.join(sorted(known | {'image_size'}))}."
+        )
+    params.update(overrides)
+    if image_size is not None:
+        params["image_size"] = parse_image_size(image_size)
+    config = DetectionModelConfig(**params)
+    config.validate(require_exact_strides=require_exact_strides)
+    return config
 
 
 def build_network(model_config, sync_bn=False):
-    """The pure detector network of ``model_config`` (see :mod:`efficientdet.builder`)."""
-    from efficientdet.builder import build_detector_from_config
+    """The pure detector network of ``model_config`` (see :func:`efficientdet.network.build_detector`)."""
+    from efficientdet.network import build_detector
 
-    return build_detector_from_config(model_config, sync_bn=sync_bn)
+    return build_detector(model_config, sync_bn=sync_bn)
 
 
 def make_experiment(config, distribution):

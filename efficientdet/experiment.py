@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from common.training.loop import TrainingStage
 from dataset.input_utils import EpochSpan
+from dataset.record_check import RecordChecker
 from efficientdet.coco_evaluation import CocoEvaluator
 from efficientdet.task import DetectionTask
 
@@ -16,12 +17,11 @@ class DetectionExperiment:
         distribution: the cross-replica hook (gives ``num_shards`` / ``shard_index``).
     """
 
-    primary_metric = "AP"
-
     def __init__(self, config, distribution):
         self.config = config
         self.distribution = distribution
         self.task = DetectionTask(config.model)
+        self.records = RecordChecker("detection")
 
     def _dataset(self, is_training, batch_size, seed=None, epochs=None):
         """The config's train/val pipeline, this process's shard."""

@@ -34,18 +34,18 @@ class _LevelSharedHead(keras.layers.Layer):
 
     def __init__(
         self,
-        output_channels,
+        output_channels: int,
         predict_bias_initializer,
-        num_filters,
-        repeats,
-        min_level=3,
-        max_level=7,
-        separable_conv=True,
-        activation="swish",
-        drop_path_rate=0.0,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
-        sync_bn=False,
+        num_filters: int,
+        repeats: int,
+        min_level: int = 3,
+        max_level: int = 7,
+        separable_conv: bool = True,
+        activation: str = "swish",
+        drop_path_rate: float = 0.0,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        sync_bn: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -167,7 +167,9 @@ class ClassNet(_LevelSharedHead):
 
     _prefix = "class"
 
-    def __init__(self, num_classes, num_anchors=9, num_filters=64, repeats=3, **kwargs):
+    def __init__(
+        self, num_classes: int, num_anchors: int = 9, num_filters: int = 64, repeats: int = 3, **kwargs
+    ):
         kwargs.setdefault("name", "class_net")
         super().__init__(
             int(num_classes) * int(num_anchors),
@@ -195,7 +197,7 @@ class BoxNet(_LevelSharedHead):
 
     _prefix = "box"
 
-    def __init__(self, num_anchors=9, num_filters=64, repeats=3, **kwargs):
+    def __init__(self, num_anchors: int = 9, num_filters: int = 64, repeats: int = 3, **kwargs):
         kwargs.setdefault("name", "box_net")
         super().__init__(4 * int(num_anchors), "zeros", num_filters, repeats, **kwargs)
         self.num_anchors = int(num_anchors)

@@ -10,7 +10,10 @@ The implementation is shared with :mod:`efficientnet_v2.import_checkpoint`
 import sys
 
 from common.checkpoints.import_cli import main
+from common.families import FAMILIES
+from efficientdet.family import EFFICIENTDET
 
 if __name__ == "__main__":
+    FAMILIES.register(EFFICIENTDET)
     sys.exit(main(prog="python -m efficientdet.import_checkpoint",
                   default_model_name="efficientdet-d0"))

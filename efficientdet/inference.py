@@ -2,7 +2,7 @@
 
 The evaluation-time preprocessing of the official google/automl EfficientDet
 (Tan, Pang & Le 2020, §5.1), written as a wrapper around the pure network
-(DESIGN.md: networks are never subclassed). Pre-processing is the one shared
+(networks are never subclassed). Pre-processing is the one shared
 implementation in :mod:`dataset.preprocessing`, so serving sees the pixels
 evaluation sees:
 
@@ -11,8 +11,8 @@ evaluation sees:
    aspect ratio, bilinear; the image sits in the top-left corner and the rest
    is zero-padded *after* normalization (padding = the mean colour);
 2. **normalize** with the ImageNet mean / std in 0–255 RGB units;
-3. the network's raw outputs → :func:`efficientdet.postprocess.postprocess`
-   with the config's NMS settings;
+3. the network's raw outputs → :func:`common.detection.postprocess.postprocess`
+   with the config's NMS settings (:class:`common.detection.nms.NmsSettings`);
 4. boxes × ``1 / s`` → original-image pixels ``(ymin, xmin, ymax, xmax)``.
    As in the official code, boxes are clipped to the network input (in the
    clipping NMS modes), not to the original image: a box may reach into the
@@ -25,16 +25,20 @@ float32, ``detection_scores [B, D]`` float32, ``detection_classes [B, D]`` int32
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import tensorflow as tf
 
+from common.detection.anchors import AnchorSet
+from common.detection.nms import NmsSettings
+from common.detection.postprocess import postprocess
 from common.export.module import InferenceModule, fold_batch, unfold_batch
 from dataset.preprocessing import (
     normalize_detection_image,
     preprocess_detection_image,
     resize_and_pad,
 )
-from efficientdet.anchors import generate_anchors
-from efficientdet.postprocess import postprocess
 
 
 def letterbox(images, image_size):
@@ -65,45 +69,53 @@ class DetectionInference(InferenceModule):
     """EfficientDet network + letterbox + normalization + NMS (see the module docstring).
 
     Args:
-        network: a pure EfficientDet (:func:`efficientdet.network.build_efficientdet`).
-        image_size: network input ``(height, width)``.
+        network: a pure EfficientDet (:func:`efficientdet.builder.build_efficientdet`).
+        image_size: network input, int or ``(height, width)``.
         num_classes: classes of the class head.
-        min_level, max_level, num_scales, aspect_ratios, anchor_scale: anchor layout.
-        nms_method: a :data:`efficientdet.postprocess.MODES` name or the aliases
-            ``gaussian`` / ``hard``.
-        iou_threshold, score_threshold, sigma, max_detections, max_candidates:
-            see :func:`efficientdet.postprocess.postprocess`.
+        anchors: the network's :class:`~common.detection.anchors.AnchorSet`
+            (boxes ``[N, 4]``) for ``image_size``; default: the official layout
+            (levels 3–7, 3 scales, ratios 1, 2, 0.5, anchor scale 4).
+        nms: post-processing settings; default :class:`NmsSettings` (the
+            official Gaussian soft-NMS).
+        nms_method: optional method name (:data:`common.detection.nms.NMS_METHODS`)
+            replacing ``nms.mode``.
+        name: module name.
+
+    Use :meth:`from_config` to build it from a detector config.
     """
 
     task = "detection"
+    outputs_boxes = True
 
-    def __init__(self, network, image_size, num_classes, min_level=3, max_level=7, num_scales=3,
-                 aspect_ratios=(1.0, 2.0, 0.5), anchor_scale=4.0, nms_method="gaussian",
-                 iou_threshold=0.5, score_threshold=0.001, sigma=0.5, max_detections=100,
-                 max_candidates=5000, name="efficientdet_inference"):
+    def __init__(self, network, image_size, num_classes, anchors: Optional[AnchorSet] = None,
+                 nms: Optional[NmsSettings] = None, nms_method: Optional[str] = None,
+                 name="efficientdet_inference"):
         super().__init__(network, image_size, name=name)
         self.num_classes = int(num_classes)
-        self.levels = tuple(range(min_level, max_level + 1))
+        anchors = AnchorSet.build(self.image_size) if anchors is None else anchors
+        if tuple(anchors.image_size) != tuple(self.image_size):
+            raise ValueError(f"anchors were built for {anchors.image_size}, the network input is "
+                             f"{self.image_size}; build them with AnchorSet.from_config(model_config).")
+        self.anchors = anchors
+        self.levels = tuple(range(anchors.min_level, anchors.max_level + 1))
         # A NumPy array, not a tf.constant: traced functions then embed it as a graph
         # constant instead of capturing an eager tensor (which ONNX would turn into an input).
-        self.anchor_boxes = generate_anchors(
-            self.image_size, min_level, max_level, num_scales, tuple(aspect_ratios), anchor_scale)
-        self.nms = dict(mode=nms_method, iou_threshold=float(iou_threshold),
-                        score_threshold=float(score_threshold), sigma=float(sigma),
-                        max_detections=int(max_detections), max_candidates=int(max_candidates or 0))
+        self.anchor_boxes = anchors.boxes
+        nms = NmsSettings() if nms is None else nms
+        if nms_method is not None:
+            nms = dataclasses.replace(nms, mode=nms_method)
+        self.nms_settings = nms
+        # A plain dict: the exporters read ``nms["mode"]`` to refuse unsupported NMS.
+        self.nms = nms.postprocess_kwargs()
 
     @classmethod
     def from_config(cls, network, model_config):
-        """Builds the wrapper from a ``DetectionModelConfig`` (anchors, NMS settings)."""
-        nms = model_config.nms
+        """Builds the wrapper from a ``DetectionModelConfig``: anchors from
+        :meth:`AnchorSet.from_config`, NMS from :meth:`NmsSettings.from_config`."""
         return cls(
             network, model_config.image_size, model_config.num_classes,
-            min_level=model_config.min_level, max_level=model_config.max_level,
-            num_scales=model_config.num_scales, aspect_ratios=model_config.aspect_ratios,
-            anchor_scale=model_config.anchor_scale, nms_method=nms.method,
-            iou_threshold=nms.iou_threshold, score_threshold=nms.score_threshold,
-            sigma=nms.sigma, max_detections=nms.max_output_size,
-            max_candidates=nms.max_nms_inputs,
+            anchors=AnchorSet.from_config(model_config),
+            nms=NmsSettings.from_config(model_config.nms),
         )
 
     def preprocess_batch(self, images):
@@ -128,7 +140,7 @@ class DetectionInference(InferenceModule):
         """Raw outputs + ``[B]`` scale-to-original → detections dict (module docstring).
 
         ``unroll``: the loop-free NMS graph (static batch size), see
-        :func:`efficientdet.postprocess.postprocess`.
+        :func:`common.detection.postprocess.postprocess`.
         """
         det = postprocess(
             [raw[f"class_outputs_p{level}"] for level in self.levels],

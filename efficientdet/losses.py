@@ -28,8 +28,8 @@ from typing import Dict, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from efficientdet.box_coding import decode_boxes
-from efficientdet.target_assigner import IGNORE
+from common.detection.box_coding import decode_boxes
+from common.detection.target_assigner import IGNORE
 
 LevelOutputs = Union[Sequence[tf.Tensor], Mapping[int, tf.Tensor]]
 _IOU_TYPES = ("iou", "giou", "diou", "ciou")
@@ -164,7 +164,7 @@ def detection_loss(
         class_outputs: per level (``min_level`` first, or a dict keyed by level)
             ``[B, H_l, W_l, A * num_classes]`` logits.
         box_outputs: per level ``[B, H_l, W_l, A * 4]`` codes.
-        targets: batched :class:`~efficientdet.target_assigner.TargetAssigner`
+        targets: batched :class:`~common.detection.target_assigner.TargetAssigner`
             output: ``cls_targets_{l}`` int ``[B, H_l, W_l, A]``,
             ``box_targets_{l}`` ``[B, H_l, W_l, A * 4]``, ``num_positives`` ``[B]``.
         num_classes: classes per anchor.

@@ -1,18 +1,33 @@
 """Compound-scaling table of EfficientDet D0–D7x (Tan, Pang & Le 2020, §4.2, Table 1).
 
-One backbone / BiFPN / head setting per detector, with the values of the
-official google/automl release (``efficientdet_model_param_dict`` on top of
-its default detection config). D6, D7 and D7x fuse BiFPN inputs with an
-unweighted sum (the official choice for training stability at that size); D7
-enlarges the anchors; D7x adds a sixth level (P3–P8).
+The one place that says what each detector is: the settings every detector
+shares, one row per detector for what differs, and the architecture limits the
+network builder relies on. Values are those of the official google/automl
+release (``efficientdet_model_param_dict`` on top of its default detection
+config). D6, D7 and D7x fuse BiFPN inputs with an unweighted sum (the official
+choice for training stability at that size); D7 enlarges the anchors; D7x adds
+a sixth level (P3–P8).
 
-Only :func:`efficientdet.network.build_efficientdet` reads this table; layers
-take explicit keyword arguments.
+Plain data, no imports of the rest of the package:
+:class:`efficientdet.config.DetectionModelConfig` takes its defaults from the
+``efficientdet-d0`` entry, :func:`efficientdet.config.presets` and
+:func:`efficientdet.config.preset_config` read the other rows, and the latter
+is where a detector's settings are validated (once).
 """
 import copy
 
+DEFAULT_DETECTOR = "efficientdet-d0"
+
+# BiFPN input fusions (see efficientdet.bifpn.FNode) and feature networks.
+FPN_WEIGHT_METHODS = ("fastattn", "attn", "sum", "channel_attn", "channel_fastattn")
+FPN_NAMES = ("bifpn",)
+# The EfficientNet backbone has endpoints at levels 1..5 (strides 2..32, the
+# official ``reduction_1`` … ``reduction_5``); levels above 5 are made by
+# resampling the level below, so the lowest pyramid level must be a backbone one.
+BACKBONE_MAX_LEVEL = 5
+
 # Settings every detector shares unless its own row overrides them.
-_COMMON = dict(
+_SHARED = dict(
     min_level=3,
     max_level=7,
     num_scales=3,
@@ -27,48 +42,50 @@ _COMMON = dict(
     activation="swish",
     bn_momentum=0.99,
     bn_epsilon=1e-3,
-    # Stochastic depth of the backbone's last block; the official code
-    # switches it off for the B0 backbone of D0 only.
-    backbone_drop_path_rate=0.2,
     # Residual drop path in the class/box heads (official ``survival_prob``
     # is unset, i.e. off).
     head_drop_path_rate=0.0,
-    sync_bn=False,
 )
 
-# name: (backbone, image size, BiFPN width, BiFPN cells, head repeats, extra overrides)
+# name: (backbone, image size, BiFPN width, BiFPN cells, head repeats,
+#        backbone drop path rate, other fields that differ from _SHARED)
+# The backbone's stochastic depth (rate of its last block) is 0.2 except for
+# the B0 backbone of D0, where the official code switches it off.
 _ROWS = {
-    "efficientdet-d0": ("efficientnet-b0", 512, 64, 3, 3, dict(backbone_drop_path_rate=0.0)),
-    "efficientdet-d1": ("efficientnet-b1", 640, 88, 4, 3, {}),
-    "efficientdet-d2": ("efficientnet-b2", 768, 112, 5, 3, {}),
-    "efficientdet-d3": ("efficientnet-b3", 896, 160, 6, 4, {}),
-    "efficientdet-d4": ("efficientnet-b4", 1024, 224, 7, 4, {}),
-    "efficientdet-d5": ("efficientnet-b5", 1280, 288, 7, 4, {}),
-    "efficientdet-d6": ("efficientnet-b6", 1280, 384, 8, 5, dict(fpn_weight_method="sum")),
+    "efficientdet-d0": ("efficientnet-b0", 512, 64, 3, 3, 0.0, {}),
+    "efficientdet-d1": ("efficientnet-b1", 640, 88, 4, 3, 0.2, {}),
+    "efficientdet-d2": ("efficientnet-b2", 768, 112, 5, 3, 0.2, {}),
+    "efficientdet-d3": ("efficientnet-b3", 896, 160, 6, 4, 0.2, {}),
+    "efficientdet-d4": ("efficientnet-b4", 1024, 224, 7, 4, 0.2, {}),
+    "efficientdet-d5": ("efficientnet-b5", 1280, 288, 7, 4, 0.2, {}),
+    "efficientdet-d6": ("efficientnet-b6", 1280, 384, 8, 5, 0.2, dict(fpn_weight_method="sum")),
     "efficientdet-d7": (
-        "efficientnet-b6", 1536, 384, 8, 5, dict(fpn_weight_method="sum", anchor_scale=5.0)
+        "efficientnet-b6", 1536, 384, 8, 5, 0.2, dict(fpn_weight_method="sum", anchor_scale=5.0)
     ),
     "efficientdet-d7x": (
-        "efficientnet-b7", 1536, 384, 8, 5, dict(fpn_weight_method="sum", max_level=8)
+        "efficientnet-b7", 1536, 384, 8, 5, 0.2, dict(fpn_weight_method="sum", max_level=8)
     ),
 }
 
 
 def list_detector_names():
-    """All detector names :func:`get_detector_params` accepts, D0 first."""
+    """All detector names of the table, D0 first."""
     return list(_ROWS)
 
 
 def get_detector_params(name):
-    """Returns the parameters of one detector as a new dict.
+    """The architecture of detector ``name`` as a new dict.
 
-    Keys: ``name``, ``backbone_name``, ``image_size`` (height, width),
-    ``fpn_num_filters``, ``fpn_cell_repeats``, ``box_class_repeats``,
-    ``min_level``, ``max_level``, ``num_scales``, ``aspect_ratios``,
-    ``anchor_scale``, ``fpn_name``, ``fpn_weight_method``, ``separable_conv``,
+    Keys: ``name`` and every architecture field of
+    :class:`efficientdet.config.DetectionModelConfig`: ``backbone_name``,
+    ``image_size`` (height, width), ``fpn_num_filters``, ``fpn_cell_repeats``,
+    ``box_class_repeats``, ``backbone_drop_path_rate``, ``min_level``,
+    ``max_level``, ``num_scales``, ``aspect_ratios``, ``anchor_scale``,
+    ``fpn_name``, ``fpn_weight_method``, ``separable_conv``,
     ``apply_bn_for_resampling``, ``conv_after_downsample``,
     ``conv_bn_act_pattern``, ``activation``, ``bn_momentum``, ``bn_epsilon``,
-    ``backbone_drop_path_rate``, ``head_drop_path_rate``, ``sync_bn``.
+    ``head_drop_path_rate``. Unvalidated data: a validated config comes from
+    :func:`efficientdet.config.preset_config`.
 
     Args:
         name: ``efficientdet-d0`` … ``efficientdet-d7``, ``efficientdet-d7x``.
@@ -80,8 +97,8 @@ def get_detector_params(name):
         raise ValueError(
             f"Unknown EfficientDet {name!r}; valid names: {', '.join(list_detector_names())}."
         )
-    backbone, size, width, cells, repeats, extra = _ROWS[name]
-    params = copy.deepcopy(_COMMON)
+    backbone, size, width, cells, repeats, backbone_drop_path_rate, extra = _ROWS[name]
+    params = copy.deepcopy(_SHARED)
     params.update(
         name=name,
         backbone_name=backbone,
@@ -89,55 +106,7 @@ def get_detector_params(name):
         fpn_num_filters=width,
         fpn_cell_repeats=cells,
         box_class_repeats=repeats,
+        backbone_drop_path_rate=backbone_drop_path_rate,
     )
     params.update(extra)
     return params
-
-
-def resolve_detector_params(name, image_size=None, **overrides):
-    """The parameters of detector ``name`` with explicit overrides applied.
-
-    Args:
-        name: a name from :func:`list_detector_names`.
-        image_size: ``int`` (square) or ``(height, width)``; default: the
-            detector's own.
-        **overrides: any key of :func:`get_detector_params` (e.g.
-            ``fpn_weight_method="sum"``, ``max_level=8``).
-
-    Raises:
-        ValueError: for an unknown name or override key, or a bad image size.
-    """
-    params = get_detector_params(name)
-    unknown = sorted(set(overrides) - set(params))
-    if unknown:
-        raise ValueError(
-            f"Unknown EfficientDet parameter(s) {unknown} for {name}; "
-            f"valid keys: {', '.join(sorted(params))}."
-        )
-    params.update(overrides)
-    if image_size is not None:
-        params["image_size"] = parse_image_size(image_size)
-    return params
-
-
-def parse_image_size(image_size):
-    """``512`` → ``(512, 512)``; ``(height, width)`` → ``(height, width)`` as ints.
-
-    Raises:
-        ValueError: for anything else (strings are refused: the official
-            ``"WxH"`` strings put width first, our sizes put height first).
-    """
-    if isinstance(image_size, (str, bytes)):
-        raise ValueError(
-            f"image_size must be an int or (height, width), got the string {image_size!r}."
-        )
-    try:
-        size = (image_size, image_size) if not hasattr(image_size, "__len__") else tuple(image_size)
-        ok = len(size) == 2 and all(int(v) == v and v > 0 for v in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"image_size must be a positive int or (height, width) of positive ints, got {image_size!r}."
-        )
-    return tuple(int(v) for v in size)

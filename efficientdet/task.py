@@ -1,9 +1,10 @@
 """Detection task: loss and detection decoding wrapped around the pure EfficientDet network."""
 import tensorflow as tf
 
-from efficientdet.anchors import AnchorSet
+from common.detection.anchors import AnchorSet
+from common.detection.nms import NmsSettings
+from common.detection.postprocess import postprocess
 from efficientdet.losses import detection_loss
-from efficientdet.postprocess import postprocess
 
 
 class DetectionTask:
@@ -15,14 +16,8 @@ class DetectionTask:
 
     def __init__(self, model_config):
         self.config = model_config
-        self.anchors = AnchorSet.build(
-            model_config.image_size,
-            min_level=model_config.min_level,
-            max_level=model_config.max_level,
-            num_scales=model_config.num_scales,
-            aspect_ratios=model_config.aspect_ratios,
-            anchor_scale=model_config.anchor_scale,
-        )
+        self.anchors = AnchorSet.from_config(model_config)
+        self.nms = NmsSettings.from_config(model_config.nms)
         self.anchor_boxes = tf.constant(self.anchors.boxes, tf.float32)
 
     def compute_loss(self, outputs, labels):
@@ -49,19 +44,12 @@ class DetectionTask:
 
     def detect(self, outputs, image_scales=None):
         """Raw outputs → detections in original-image pixels (config's NMS settings)."""
-        nms = self.config.nms
-        mode = {"gaussian": "global", "hard": "global_hard"}.get(nms.method, nms.method)
         return postprocess(
             outputs["class_outputs"],
             outputs["box_outputs"],
             self.anchor_boxes,
             self.config.image_size,
             self.config.num_classes,
-            mode=mode,
             image_scales=image_scales,
-            max_detections=nms.max_output_size,
-            max_candidates=nms.max_nms_inputs,
-            iou_threshold=nms.iou_threshold,
-            score_threshold=nms.score_threshold,
-            sigma=nms.sigma,
+            **self.nms.postprocess_kwargs(),
         )

@@ -4,6 +4,7 @@ from absl import logging
 
 from common.training.loop import TrainingStage
 from dataset.input_utils import EpochSpan
+from dataset.record_check import RecordChecker
 from efficientnet_v2.progressive import stage_schedule
 from efficientnet_v2.task import ClassificationTask
 
@@ -16,12 +17,11 @@ class ClassificationExperiment:
         distribution: the cross-replica hook (gives ``num_shards`` / ``shard_index``).
     """
 
-    primary_metric = "top1"
-
     def __init__(self, config, distribution):
         self.config = config
         self.distribution = distribution
         self.task = ClassificationTask(config.model.num_classes, config.train.label_smoothing)
+        self.records = RecordChecker("classification")
 
     def _dataset(self, image_size, is_training, batch_size, stage=None, seed=None, epochs=None):
         """The config's train/val pipeline at ``image_size`` with ``stage``'s strengths."""

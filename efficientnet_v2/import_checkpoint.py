@@ -11,7 +11,10 @@ The implementation is shared with :mod:`efficientdet.import_checkpoint`
 import sys
 
 from common.checkpoints.import_cli import main
+from common.families import FAMILIES
+from efficientnet_v2.family import EFFICIENTNET
 
 if __name__ == "__main__":
+    FAMILIES.register(EFFICIENTNET)
     sys.exit(main(prog="python -m efficientnet_v2.import_checkpoint",
                   default_model_name="efficientnetv2-s"))

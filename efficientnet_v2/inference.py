@@ -1,8 +1,8 @@
 """EfficientNet(V2) inference: uint8 images → center crop → resize → normalize → logits.
 
 The evaluation preprocessing of the official EfficientNetV2 code (Tan & Le
-2021, §5.1) as a wrapper around the pure classifier (DESIGN.md: networks are
-never subclassed), built from the shared functions of
+2021, §5.1) as a wrapper around the pure classifier (networks are never
+subclassed; ARCHITECTURE.md), built from the shared functions of
 :mod:`dataset.preprocessing`:
 
 1. **center crop + resize** (:func:`dataset.preprocessing.eval_resize`): the

@@ -19,10 +19,8 @@ from common.checkpoints.official import (
     load_official_checkpoint,
     resolve_checkpoint_prefix,
 )
+from common.training import checkpoints as layout
 
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_EMA_MARKER = "ema/num_updates/.ATTRIBUTES/VARIABLE_VALUE"
-_SHADOW_KEY = "ema/shadows/{}/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 @dataclasses.dataclass
@@ -47,7 +45,8 @@ class RestoreResult:
 def is_training_checkpoint(prefix):
     """True for an object-based checkpoint written by our training runtime."""
     _, shapes = _read_checkpoint(prefix)
-    return _OBJECT_GRAPH_KEY in shapes and any(k.startswith("model/") for k in shapes)
+    return layout.OBJECT_GRAPH_KEY in shapes and any(k.startswith(layout.MODEL_KEY_PREFIX)
+                                                     for k in shapes)
 
 
 def restore_for_inference(model, path, use_ema=True, skip_mismatch=False):
@@ -84,14 +83,14 @@ def _restore_training_checkpoint(model, prefix, use_ema, skip_mismatch):
     from common.training.ema import ExponentialMovingAverage
 
     reader, shapes = _read_checkpoint(prefix)
-    has_ema = _EMA_MARKER in shapes
+    has_ema = layout.EMA_NUM_UPDATES_KEY in shapes
     ema = ExponentialMovingAverage(model.weights, decay=0.0)
-    averaged = ema._variables  # the float weights, in the order of the saved shadows
+    averaged = ema.averaged_variables  # the float weights, in the order of the saved shadows
     mismatches = _shadow_shape_mismatches(averaged, shapes) if has_ema else []
     if mismatches:
         return _restore_shadows_skipping(averaged, reader, shapes, prefix, mismatches, use_ema,
                                          skip_mismatch)
-    checkpoint = tf.train.Checkpoint(model=model, ema=ema)
+    checkpoint = tf.train.Checkpoint(**{layout.MODEL: model, layout.EMA: ema})
     try:
         status = checkpoint.restore(prefix).expect_partial()
         status.assert_existing_objects_matched()
@@ -115,8 +114,8 @@ def _shadow_shape_mismatches(variables, shapes):
     same architecture index ``i`` is variable ``i``; another number of shadows
     means another architecture, which the object-based restore reports.
     """
-    saved = [shapes.get(_SHADOW_KEY.format(i)) for i in range(len(variables))]
-    if any(s is None for s in saved) or _SHADOW_KEY.format(len(variables)) in shapes:
+    saved = [shapes.get(layout.ema_shadow_key(i)) for i in range(len(variables))]
+    if any(s is None for s in saved) or layout.ema_shadow_key(len(variables)) in shapes:
         return []
     return [i for i, (v, s) in enumerate(zip(variables, saved)) if tuple(v.shape) != tuple(s)]
 
@@ -124,7 +123,7 @@ def _shadow_shape_mismatches(variables, shapes):
 def _restore_shadows_skipping(variables, reader, shapes, prefix, mismatches, use_ema,
                               skip_mismatch):
     shown = "; ".join(f"{variables[i].path}: model {tuple(variables[i].shape)} vs checkpoint "
-                      f"{tuple(shapes[_SHADOW_KEY.format(i)])}"
+                      f"{tuple(shapes[layout.ema_shadow_key(i)])}"
                       for i in mismatches[:5])
     if not skip_mismatch:
         raise CheckpointError(
@@ -137,7 +136,7 @@ def _restore_shadows_skipping(variables, reader, shapes, prefix, mismatches, use
             "skipping them needs its EMA weights: load with use_ema=True.")
     skipped = set(mismatches)
     try:
-        values = [None if i in skipped else reader.get_tensor(_SHADOW_KEY.format(i))
+        values = [None if i in skipped else reader.get_tensor(layout.ema_shadow_key(i))
                   for i in range(len(variables))]
     except (tf.errors.OpError, ValueError) as error:
         raise CheckpointError(f"Checkpoint {prefix!r} is corrupted ({str(error)[:200]}); "

@@ -1,16 +1,13 @@
 """Experiment config: model section (family-specific) + data/train/eval/runtime.
 
-Model families are looked up by name prefix and imported lazily by module path,
-so ``common`` never imports the model packages. Each family module provides
-``MODEL_CONFIG_CLASS`` (a frozen dataclass), ``TASK`` (``"detection"`` or
-``"classification"``), ``presets(model_name) -> dict`` (nested overrides of the
-defaults for that model), ``list_model_names()`` and
-``build_network(model_config, sync_bn=False) -> keras.Model``.
+The model section's class, the presets of each model name and the network
+builder come from the model's :class:`common.families.ModelFamily`, found in
+the registry :data:`common.families.FAMILIES` by model name (``common`` never
+imports a model package; ``model_zoo`` registers them).
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import typing
 
@@ -20,12 +17,6 @@ from common.config.errors import ConfigError
 from common.config.loader import _suggest, deep_merge, from_dict, parse_overrides, to_dict
 from common.config.schema import DataConfig, EvalConfig, RuntimeConfig, TrainConfig
 
-# name prefix → module defining the family (checked in order).
-_FAMILIES = (
-    ("efficientdet-", "efficientdet.config"),
-    ("efficientnetv2-", "efficientnet_v2.config"),
-    ("efficientnet-", "efficientnet_v2.config"),
-)
 DEFAULT_MODEL_NAME = "efficientdet-d0"
 
 
@@ -40,26 +31,25 @@ class ExperimentConfig:
     runtime: RuntimeConfig = RuntimeConfig()
 
     @property
+    def family(self):
+        """The :class:`common.families.ModelFamily` of ``model.name``."""
+        return family_of(self.model.name)
+
+    @property
     def task(self):
-        return family_of(self.model.name).TASK
+        """``"detection"`` or ``"classification"`` (the family's)."""
+        return self.family.task
 
 
 def family_of(model_name):
-    """Returns the family module for ``model_name`` (e.g. ``efficientdet.config``).
+    """The registered :class:`common.families.ModelFamily` that builds ``model_name``.
 
     Raises:
-        ConfigError: for a name no family knows, listing all valid names.
+        ConfigError: for a name no family knows, with the closest valid names.
     """
-    for prefix, module_name in _FAMILIES:
-        if model_name.startswith(prefix):
-            module = importlib.import_module(module_name)
-            if model_name in module.list_model_names():
-                return module
-    valid = []
-    for _, module_name in dict.fromkeys(_FAMILIES):
-        valid += importlib.import_module(module_name).list_model_names()
-    valid = sorted(set(valid))
-    raise ConfigError(f"Unknown model name {model_name!r}: {_suggest(model_name, valid)}")
+    from common.families import FAMILIES
+
+    return FAMILIES.for_model(model_name)
 
 
 def _section_fields():
@@ -148,7 +138,7 @@ def load_config(config_file=None, model_name=None, hparams=None, overrides=(), b
     name = (raw.get("model") or {}).get("name", DEFAULT_MODEL_NAME)
     family = family_of(str(name))
     for key, value in pairs:
-        raw = deep_merge(raw, _nest_override(key, value, family.MODEL_CONFIG_CLASS))
+        raw = deep_merge(raw, _nest_override(key, value, family.config_class))
     unknown = sorted(set(raw) - {"model", *_section_fields()})
     if unknown:
         raise ConfigError(f"Unknown config section {unknown[0]!r}: "
@@ -158,7 +148,7 @@ def load_config(config_file=None, model_name=None, hparams=None, overrides=(), b
     sections = {
         key: from_dict(cls, merged.get(key, {}), key) for key, cls in _section_fields().items()
     }
-    model = from_dict(family.MODEL_CONFIG_CLASS, merged["model"], "model")
+    model = from_dict(family.config_class, merged["model"], "model")
     return ExperimentConfig(model=model, **sections)
 
 

@@ -13,7 +13,7 @@ from common.config.errors import ConfigError
 
 _OPTIMIZERS = ("sgd", "rmsprop", "adamw", "adam")
 _LR_SCHEDULES = ("cosine", "stepwise", "polynomial", "exponential", "constant")
-_STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "horovod")
+STRATEGIES = ("auto", "default", "horovod", "mirrored", "multi_worker")
 FREEZE_PRESETS = ("backbone", "backbone+bifpn")
 FREEZE_REGEX_PREFIX = "re:"
 
@@ -170,8 +170,8 @@ class RuntimeConfig:
     deterministic: bool = False
 
     def validate(self):
-        _check(self.strategy in _STRATEGIES,
-               f"runtime.strategy {self.strategy!r} is not one of {_STRATEGIES}.")
+        _check(self.strategy in STRATEGIES,
+               f"runtime.strategy {self.strategy!r} is not one of {STRATEGIES}.")
         _check(self.checkpoint_every_n_steps >= 0,
                f"runtime.checkpoint_every_n_steps must be >= 0 (0 = epoch ends only), got "
                f"{self.checkpoint_every_n_steps}.")

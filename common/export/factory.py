@@ -1,30 +1,19 @@
 """Config (+ checkpoint) → inference wrapper of the right model family.
 
-``common`` imports nothing from the model packages at import time; the wrapper
-class is looked up by task, the way :mod:`common.config.experiment` finds
-model families.
+The wrapper class comes from the config's :class:`common.families.ModelFamily`
+(``common`` imports no model package).
 """
 from __future__ import annotations
-
-import importlib
 
 import keras
 from absl import logging
 
 from common.config import build_network
 
-_WRAPPERS = {
-    "detection": ("efficientdet.inference", "DetectionInference"),
-    "classification": ("efficientnet_v2.inference", "ClassifierInference"),
-}
 
-
-def wrapper_class(task):
-    """The :class:`common.export.module.InferenceModule` subclass for ``task``."""
-    if task not in _WRAPPERS:
-        raise ValueError(f"No inference wrapper for task {task!r}; known: {sorted(_WRAPPERS)}.")
-    module_name, class_name = _WRAPPERS[task]
-    return getattr(importlib.import_module(module_name), class_name)
+def wrapper_class(config):
+    """The :class:`common.export.module.InferenceModule` subclass of ``config``'s family."""
+    return config.family.inference_wrapper()
 
 
 def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision=False):
@@ -59,4 +48,4 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
     else:
         logging.warning("No --ckpt_path: %s keeps its random initialization "
                         "(fine for benchmarks, meaningless outputs).", config.model.name)
-    return wrapper_class(config.task).from_config(network, config.model)
+    return wrapper_class(config).from_config(network, config.model)

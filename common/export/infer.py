@@ -117,7 +117,7 @@ def annotate(predictor, files, images, output_dir, label_map=None, min_score=0.4
                                                        written.temporaries):
             outputs = predictor(image[None])
             record = {"input": path}
-            if predictor.task == "detection":
+            if predictor.outputs_boxes:
                 canvas, drawn = draw_detections(
                     image, outputs["detection_boxes"][0], outputs["detection_scores"][0],
                     outputs["detection_classes"][0], label_map, min_score, max_boxes)

@@ -1,6 +1,6 @@
 """Base of the inference wrappers: uint8 images → preprocessing → pure network → outputs.
 
-DESIGN.md keeps networks pure: an inference wrapper *holds* a network, it never
+Networks are pure (ARCHITECTURE.md): an inference wrapper *holds* a network, it never
 subclasses it. The wrapper is a ``tf.Module`` so that ``tf.saved_model.save``
 stores exactly the network's variables and the wrapper's graph functions (the
 Keras layer objects themselves stay out of the SavedModel object graph, which
@@ -14,6 +14,8 @@ images, for encoded JPEG/PNG strings, and for raw outputs) is shared.
 from __future__ import annotations
 
 import tensorflow as tf
+
+from common.detection.image_size import parse_image_size
 
 
 POSTPROCESS_SCOPE = "postprocess"  # name scope of the post-processing ops (int8 keeps them float)
@@ -65,19 +67,22 @@ class InferenceModule(tf.Module):
         image_size: the network input ``(height, width)``.
         name: module name.
 
-    Subclasses set ``task`` (``"detection"`` / ``"classification"``) and implement
+    Subclasses set ``task`` (``"detection"`` / ``"classification"``, recorded in
+    exports) and ``outputs_boxes`` (post-processing is box decoding + NMS, so
+    exporters keep NMS in the graph and ``infer`` draws boxes), and implement
     the four hooks below. All image inputs are ``[B, H, W, 3]`` RGB, uint8 (or any
     real dtype holding 0–255 values when called from Python).
     """
 
     task = None
+    outputs_boxes = False
 
     def __init__(self, network, image_size, name=None):
         super().__init__(name=name)
         self._network = _Untracked(network)
         # The variables (not the layers) are what the SavedModel must hold.
         self.network_variables = [getattr(v, "value", v) for v in network.weights]
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = parse_image_size(image_size)
 
     @property
     def network(self):

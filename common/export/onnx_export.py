@@ -42,7 +42,7 @@ def export_onnx(module, path, include_postprocess=False, opset=DEFAULT_OPSET):
     except ImportError:
         raise ExportError("ONNX export needs tf2onnx: pip install -r requirements.txt "
                           "(tf2onnx, onnx, onnxruntime).") from None
-    if include_postprocess and module.task == "detection":
+    if include_postprocess and module.outputs_boxes:
         mode = module.nms["mode"]
         if mode not in _ONNX_NMS_MODES:
             raise ExportError(

@@ -32,6 +32,7 @@ class KerasPredictor:
         self.module = module
         self.image_size = module.image_size
         self.task = module.task
+        self.outputs_boxes = module.outputs_boxes
         self.network_fn = tf.function(module.raw_outputs, jit_compile=jit_compile)
 
         @tf.function
@@ -64,7 +65,9 @@ class SavedModelPredictor:
         spec = self.network_fn.structured_input_signature[1]["normalized_images"]
         self.image_size = tuple(spec.shape[1:3])
         keys = set(self.end_to_end_fn.structured_outputs)
-        self.task = "detection" if "detection_boxes" in keys else "classification"
+        # An exported file says what it is through its outputs.
+        self.outputs_boxes = "detection_boxes" in keys
+        self.task = "detection" if self.outputs_boxes else "classification"
 
     def __call__(self, images):
         return _numpy(self.end_to_end_fn(images=tf.convert_to_tensor(images, tf.uint8)))
@@ -114,8 +117,9 @@ class TFLitePredictor:
         self.runner = None
         keys = set(self.interpreter.get_signature_list()["serving_default"]["outputs"])
         self.returns_raw = not ({"detection_boxes", "probabilities"} & keys)
-        raw_task = "detection" if any(k.startswith("class_outputs") for k in keys) else None
-        self.task = "detection" if "detection_boxes" in keys or raw_task else "classification"
+        self.outputs_boxes = ("detection_boxes" in keys
+                              or any(k.startswith("class_outputs") for k in keys))
+        self.task = "detection" if self.outputs_boxes else "classification"
 
     def _new_interpreter(self):
         with warnings.catch_warnings():  # "use ai_edge_litert": tf.lite is what TF 2.18 ships

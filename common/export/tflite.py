@@ -11,7 +11,7 @@ builtin ``NON_MAX_SUPPRESSION_V5``, so no custom or Flex op is needed. Only
 Batch size: ``batch_size=None`` gives a file with a dynamic batch; its NMS
 runs once per image inside a ``WHILE`` loop. A static ``batch_size`` builds
 the post-processing unrolled (one NMS op per image, no ``WHILE``; see
-:mod:`efficientdet.postprocess`), and
+:mod:`common.detection.postprocess`), and
 :class:`common.export.predictors.TFLitePredictor` splits larger batches into
 calls of that size.
 
@@ -68,7 +68,7 @@ def static_batch_size(module, quantize, include_postprocess=True, batch_size=Non
         if int(batch_size) < 1:
             raise ExportError(f"TFLite batch size {batch_size} must be a positive integer.")
         return int(batch_size)
-    if quantize == "int8" and include_postprocess and module.task == "detection":
+    if quantize == "int8" and include_postprocess and module.outputs_boxes:
         return 1
     return None
 

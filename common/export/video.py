@@ -62,7 +62,7 @@ def annotate_video(predictor, input_path, output_path, label_map=None, min_score
     """Runs a detector on every frame and writes the annotated video.
 
     Args:
-        predictor: a detection predictor (``task == "detection"``) taking uint8
+        predictor: a detection predictor (``outputs_boxes``) taking uint8
             ``[1, H, W, 3]`` RGB frames.
         input_path: video file readable by OpenCV.
         output_path: annotated video (``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv``).
@@ -89,7 +89,7 @@ def annotate_video(predictor, input_path, output_path, label_map=None, min_score
     """
     cv2 = import_cv2()
     check_output_video(output_path)
-    if predictor.task != "detection":
+    if not predictor.outputs_boxes:
         raise ExportError("--runmode infer_video draws detections; this model is a "
                           f"{predictor.task} model (use --runmode infer on image files).")
     if not os.path.isfile(input_path):

@@ -3,7 +3,7 @@
 Sub-layer names follow the official google/automl variable scopes
 (``conv2d``, ``tpu_batch_normalization``, ``depthwise_conv2d``, ``se``), so a
 weight's Keras path is the official checkpoint name up to a small, fixed
-rename table (see ``common.layers.naming``).
+rename table (see :func:`common.checkpoints.official.official_name`).
 """
 from common.layers.activations import get_activation
 from common.layers.classification_head import ClassificationHead

@@ -18,6 +18,38 @@ import shutil
 import tensorflow as tf
 from absl import logging
 
+# The object names a CheckpointState saves (``tf.train.Checkpoint`` children):
+# changing one breaks resuming from, and evaluating, every existing checkpoint.
+# :mod:`common.checkpoints.restore` reads training checkpoints through these.
+MODEL = "model"
+OPTIMIZER = "optimizer"
+EMA = "ema"
+EPOCH = "epoch"
+STAGE = "stage"
+EPOCH_STEP = "epoch_step"
+BEST_METRIC = "best_metric"
+STEP = "step"
+
+# Attributes of the EMA object (``ExponentialMovingAverage.shadows`` / ``.num_updates``).
+EMA_SHADOWS = "shadows"
+EMA_NUM_UPDATES = "num_updates"
+
+# How an object-based checkpoint names a saved variable's value.
+_VALUE_SUFFIX = ".ATTRIBUTES/VARIABLE_VALUE"
+# The key of the object graph every object-based checkpoint holds.
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# Present exactly when the checkpoint holds an EMA.
+EMA_NUM_UPDATES_KEY = f"{EMA}/{EMA_NUM_UPDATES}/{_VALUE_SUFFIX}"
+# Prefix of every model variable's key.
+MODEL_KEY_PREFIX = f"{MODEL}/"
+
+
+def ema_shadow_key(index):
+    """The checkpoint key of EMA shadow ``index`` (the shadow of
+    ``ExponentialMovingAverage.averaged_variables[index]``)."""
+    return f"{EMA}/{EMA_SHADOWS}/{index}/{_VALUE_SUFFIX}"
+
+
 _STALE = re.compile(r"^(ckpt-\d+_temp.*|checkpoint\.tmp[0-9a-f]*)$")
 
 
@@ -44,6 +76,11 @@ def remove_stale_checkpoint_files(directory):
 class CheckpointState:
     """Trackable training state saved with every checkpoint.
 
+    The checkpoint's objects are named by this module's layout constants
+    (:data:`MODEL`, :data:`OPTIMIZER`, :data:`EMA`, :data:`EPOCH`, :data:`STAGE`,
+    :data:`EPOCH_STEP`, :data:`BEST_METRIC`, :data:`STEP`), which
+    :mod:`common.checkpoints.restore` reads back.
+
     Args:
         model, optimizer, ema: the objects to save (``ema`` may be None).
         step: int64 variable counting train steps (``TrainStep.global_step``);
@@ -64,11 +101,11 @@ class CheckpointState:
         self.best_metric = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False,
                                        name="best_metric")
         self.step_variable = step if step is not None else optimizer.iterations
-        objects = dict(model=model, optimizer=optimizer, epoch=self.epoch, stage=self.stage,
-                       epoch_step=self.epoch_step, best_metric=self.best_metric,
-                       step=self.step_variable)
+        objects = {MODEL: model, OPTIMIZER: optimizer, EPOCH: self.epoch, STAGE: self.stage,
+                   EPOCH_STEP: self.epoch_step, BEST_METRIC: self.best_metric,
+                   STEP: self.step_variable}
         if ema is not None:
-            objects["ema"] = ema
+            objects[EMA] = ema
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.optimizer = optimizer
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory,

@@ -28,7 +28,8 @@ class ExponentialMovingAverage(tf.Module):
         self._untracked = _Untracked([v for v in variables if "float" in str(v.dtype)])
         with tf.name_scope(name):
             self.shadows = [
-                tf.Variable(tf.convert_to_tensor(v), trainable=False) for v in self._variables
+                tf.Variable(tf.convert_to_tensor(v), trainable=False)
+                for v in self.averaged_variables
             ]
             self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_updates")
         # Shadows created under a tf.distribute scope are mirrored: a raw kernel on
@@ -38,8 +39,22 @@ class ExponentialMovingAverage(tf.Module):
                               for s in self.shadows)
 
     @property
-    def _variables(self):
+    def averaged_variables(self):
+        """The averaged model variables (float ones only), in the order of :attr:`shadows`.
+
+        ``shadows[i]`` averages ``averaged_variables[i]``; a checkpoint saves
+        shadow ``i`` under :func:`common.training.checkpoints.ema_shadow_key`, so
+        restoring code pairs saved shadows with model variables through this
+        list. The variables themselves are not tracked (the model saves them).
+        Not called ``variables``: ``tf.Module.variables`` already means the
+        module's own (shadow) variables.
+        """
         return self._untracked.items
+
+    @property
+    def _variables(self):
+        # Kept for callers written before :attr:`averaged_variables` was public.
+        return self.averaged_variables
 
     def current_decay(self):
         """The decay the next update uses (float32 scalar tensor)."""
@@ -58,7 +73,7 @@ class ExponentialMovingAverage(tf.Module):
         replica's copy, wherever ``update`` is called from.
         """
         rate = 1.0 - self.current_decay()
-        for shadow, variable in zip(self.shadows, self._variables):
+        for shadow, variable in zip(self.shadows, self.averaged_variables):
             delta = shadow - tf.cast(tf.convert_to_tensor(variable), shadow.dtype)
             if self._fused:
                 tf.raw_ops.ResourceApplyGradientDescent(
@@ -69,23 +84,23 @@ class ExponentialMovingAverage(tf.Module):
 
     def reset(self):
         """Sets every shadow to its variable's current value (after loading weights)."""
-        for shadow, variable in zip(self.shadows, self._variables):
+        for shadow, variable in zip(self.shadows, self.averaged_variables):
             shadow.assign(tf.convert_to_tensor(variable))
 
     def copy_to_model(self):
         """Overwrites the model variables with the shadows (for export / inference)."""
-        for shadow, variable in zip(self.shadows, self._variables):
+        for shadow, variable in zip(self.shadows, self.averaged_variables):
             variable.assign(shadow)
 
     @contextlib.contextmanager
     def averaged_weights(self):
         """Temporarily puts the shadows into the model (evaluation); restores after."""
-        backup = [tf.identity(tf.convert_to_tensor(v)) for v in self._variables]
+        backup = [tf.identity(tf.convert_to_tensor(v)) for v in self.averaged_variables]
         self.copy_to_model()
         try:
             yield
         finally:
-            for value, variable in zip(backup, self._variables):
+            for value, variable in zip(backup, self.averaged_variables):
                 variable.assign(value)
 
 

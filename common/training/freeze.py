@@ -2,10 +2,11 @@
 
 ``train.freeze`` is one of:
 
-* ``backbone`` — detectors: the EfficientNet backbone (``efficientnet-b0/...``);
+* a preset of the model's family (:attr:`common.families.ModelFamily.freeze_presets`):
+  ``backbone`` — detectors: the EfficientNet backbone (``efficientnet-b0/...``);
   classifiers: everything except the final classification layer
   (``<model>/head/dense``), i.e. the network becomes a linear probe;
-* ``backbone+bifpn`` — detectors only: backbone, P6/P7 resampling and BiFPN, so
+  ``backbone+bifpn`` — detectors only: backbone, P6/P7 resampling and BiFPN, so
   only the class and box heads train;
 * ``re:<regex>`` — every variable whose path (e.g.
   ``efficientnet-b0/blocks_3/conv2d/kernel``) matches the regular expression
@@ -25,8 +26,6 @@ import keras
 
 from common.config.errors import ConfigError
 from common.config.schema import parse_freeze
-
-_DETECTION_HEADS = ("class_net", "box_net")
 
 
 @dataclasses.dataclass
@@ -54,38 +53,25 @@ class FreezeResult:
                 "layers run in inference mode")
 
 
-def freeze_pattern(spec, task, model_name, backbone_name=None):
+def freeze_pattern(spec, family, model_config):
     """The regular expression (over variable paths) that ``train.freeze`` = ``spec`` means.
 
     Args:
-        spec: ``backbone``, ``backbone+bifpn`` or ``re:<regex>`` (None / "none": nothing).
-        task: ``detection`` or ``classification``.
-        model_name: the model's name (classifier variable paths start with it).
-        backbone_name: the detector's backbone scope, e.g. ``efficientnet-b0``.
+        spec: a preset of ``family`` (e.g. ``backbone``) or ``re:<regex>``
+            (None / "none": nothing).
+        family: the model's :class:`common.families.ModelFamily` (owns the presets).
+        model_config: the model section of the config.
 
     Returns:
         A compiled pattern, or None when nothing is frozen.
 
     Raises:
-        ConfigError: a preset that does not apply to ``task`` or an invalid regex.
+        ConfigError: a preset that does not apply to this family or an invalid regex.
     """
     parsed = parse_freeze(spec)
     if parsed is None or isinstance(parsed, re.Pattern):
         return parsed
-    if task == "detection":
-        if parsed == "backbone":
-            return re.compile(re.escape(backbone_name) + "/")
-        if parsed == "backbone+bifpn":
-            return re.compile(r"(?!(%s)/)" % "|".join(_DETECTION_HEADS))
-    elif task == "classification":
-        if parsed == "backbone":
-            return re.compile(r"(?!%s/head/dense/)" % re.escape(model_name))
-        if parsed == "backbone+bifpn":
-            raise ConfigError(
-                f"train.freeze 'backbone+bifpn' needs a detector; {model_name} is a classifier "
-                "without BiFPN: use train.freeze=backbone (all but the classification layer).")
-    raise ConfigError(f"train.freeze {spec!r} is not a preset for {task} models; use "
-                      "'backbone', 'backbone+bifpn' (detectors) or 're:<regex>'.")
+    return family.freeze_pattern(parsed, model_config)
 
 
 def freeze_variables(model, pattern, spec=None):
@@ -131,6 +117,5 @@ def freeze_variables(model, pattern, spec=None):
 def apply_freeze(model, config):
     """Freezes what ``config.train.freeze`` names in ``model`` (an ExperimentConfig's network)."""
     spec = config.train.freeze
-    pattern = freeze_pattern(spec, config.task, config.model.name,
-                             getattr(config.model, "backbone_name", None))
+    pattern = freeze_pattern(spec, config.family, config.model)
     return freeze_variables(model, pattern, spec)

@@ -2,8 +2,8 @@
 
 One process per GPU (or per CPU slot under ``horovodrun --gloo`` on a CPU
 machine). Uses only the low-level ``horovod.tensorflow`` API: Horovod's Keras
-wrappers and ``DistributedOptimizer`` do not handle Keras 3 variables (see
-DESIGN.md, "Horovod facts").
+wrappers and ``DistributedOptimizer`` do not handle Keras 3 variables
+(horovod issue 4290).
 
 * Gradients are averaged by :meth:`HorovodDistribution.allreduce_gradients`,
   which the train step calls once per optimizer step, after gradient

@@ -1,13 +1,16 @@
-"""Builds everything a run needs from an ExperimentConfig and runs train / eval.
+"""Runs train / eval from an ExperimentConfig: the public entry points.
 
 ``main.py`` parses flags into a config and calls :func:`train` or
-:func:`evaluate`; tests call them directly.
+:func:`evaluate`; tests call them directly. The pieces live in their own
+modules: pre-flight checks in :mod:`common.training.preflight`, the model /
+optimizer / EMA / train step / checkpoint state in :mod:`common.training.setup`,
+error translation in :mod:`common.training.user_errors`; this module wires
+them to the logger, the evaluation and the epoch loop (or the benchmark).
 """
 import dataclasses
 import json
 import os
 import random
-import tempfile
 
 import keras
 import numpy as np
@@ -15,19 +18,16 @@ import tensorflow as tf
 from absl import logging
 
 from common.atomic_files import atomic_write
-from common.checkpoints import CheckpointError, restore_for_inference, restore_with_report
-from common.config import ConfigError, build_network, dump_config, family_of
-from common.training.checkpoints import CheckpointState, remove_stale_checkpoint_files
+from common.checkpoints import restore_for_inference
+from common.config import ConfigError, build_network, dump_config
+from common.training.checkpoints import remove_stale_checkpoint_files
 from common.training.determinism import configure_determinism
-from common.training.divergence import DivergenceWatch
 from common.training.distribution import SingleProcess
-from common.training.ema import ExponentialMovingAverage
-from common.training.freeze import apply_freeze
 from common.training.logger import MetricLogger
 from common.training.loop import TrainingLoop
-from common.training.optimizers import build_optimizer, decayed_variables
-from common.training.schedules import build_schedule
-from common.training.train_step import TrainStep
+from common.training.preflight import check_file_pattern, check_training_run, prepare_model_dir
+from common.training.setup import build_training_setup
+from common.training.user_errors import user_errors as _user_errors
 
 
 @dataclasses.dataclass
@@ -53,35 +53,6 @@ def set_seed(seed):
     keras.utils.set_random_seed(seed)
 
 
-def check_file_pattern(pattern, what):
-    """Raises one clear ConfigError when ``pattern`` is unset or matches nothing."""
-    if not pattern:
-        raise ConfigError(f"No {what} given: set data.{what} (or the --{what} flag).")
-    files = tf.io.gfile.glob(pattern)
-    if not files:
-        raise ConfigError(f"data.{what} {pattern!r} matches no files; check the path or glob.")
-    return sorted(files)
-
-
-def count_records(files):
-    """Number of records in TFRecord ``files`` (read once, at start-up)."""
-    return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1).numpy())
-
-
-def prepare_model_dir(path):
-    """Creates the model directory, or raises one ConfigError saying why it cannot be used."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"--model_dir {path!r} is a file, not a directory; choose another "
-                          "--model_dir.")
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        raise ConfigError(f"--model_dir {path!r} cannot be created or written to "
-                          f"({error.strerror}); choose a writable directory.") from None
-
-
 def _apply_policy(config):
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if config.runtime.mixed_precision else "float32")
@@ -89,6 +60,10 @@ def _apply_policy(config):
 
 def train(config, options=None, distribution=None):
     """Trains (and, with ``options.eval_during_training``, evaluates) per ``config``.
+
+    Pre-flight checks (:func:`common.training.preflight.check_training_run`),
+    then the training objects (:func:`common.training.setup.build_training_setup`),
+    then the epoch loop, or the benchmark with ``options.benchmark_steps``.
 
     Returns:
         A dict with ``model_dir``, ``steps``, ``epochs``, ``history`` (logged train
@@ -101,181 +76,96 @@ def train(config, options=None, distribution=None):
     options = options or RunOptions()
     distribution = distribution or SingleProcess()
     runtime, train_cfg = config.runtime, config.train
-    if runtime.sync_bn and not distribution.syncs_batch_norm:
-        raise ConfigError(
-            "runtime.sync_bn (--sync_bn) does not synchronize under "
-            f"{type(distribution).__name__}: Keras 3 batch norm syncs only across "
-            "tf.distribute replicas, and Horovod's SyncBatchNormalization does not work with "
-            "Keras 3. Use --strategy mirrored / multi_worker, or set runtime.sync_bn=false.")
-    if runtime.sync_bn and runtime.use_xla and distribution.size > 1:
-        raise ConfigError(
-            "runtime.sync_bn (--sync_bn) cannot be combined with runtime.use_xla (--use_xla) "
-            "across replicas: tf.distribute cannot all-reduce batch-norm statistics inside an "
-            "XLA-compiled function. Drop one of the two.")
-    if not runtime.model_dir:
-        raise ConfigError("runtime.model_dir is not set: pass --model_dir.")
-    train_files = check_file_pattern(config.data.train_file_pattern, "train_file_pattern")
-    data_files = list(train_files)
-    if options.eval_during_training:
-        data_files += check_file_pattern(config.data.val_file_pattern, "val_file_pattern")
-    prepare_model_dir(runtime.model_dir)
-    latest = tf.train.latest_checkpoint(runtime.model_dir)
-    if latest is not None and not options.resume and not options.benchmark_steps:
-        raise ConfigError(
-            f"{runtime.model_dir!r} already holds checkpoints: pass --resume to continue "
-            "training there, or choose a new --model_dir.")
-    if options.resume and latest is None:
-        raise ConfigError(
-            f"--resume: no checkpoint in {runtime.model_dir!r}; check --model_dir, or drop "
-            "--resume to start a new run there.")
-    resuming = options.resume and latest is not None
-    _check_records(config, train_files)
+    family = config.family
+    experiment = family.make_experiment(config, distribution)
+    found = check_training_run(config, options, distribution, experiment.records)
     if distribution.is_chief:
         remove_stale_checkpoint_files(runtime.model_dir)
-        if not resuming and not options.benchmark_steps:
+        if not found.resuming and not options.benchmark_steps:
             dump_config(config, os.path.join(runtime.model_dir, "config.yaml"))
 
     configure_determinism(runtime.deterministic)
     set_seed(train_cfg.seed)
     _apply_policy(config)
-    experiment = family_of(config.model.name).make_experiment(config, distribution)
-    # Variables of the model, optimizer, EMA and step are created on every replica.
-    with distribution.scope():
-        model = build_network(config)
-        # Weights first, then freezing: both before the optimizer, L2 term and EMA
-        # are built, so those only ever see the trainable variables / loaded values.
-        restored = None
-        if options.init_checkpoint and not resuming:
-            restored = restore_with_report(model, options.init_checkpoint, use_ema=True,
-                                           skip_mismatch=True)
-        frozen = apply_freeze(model, config)
-        if restored is not None or train_cfg.freeze:
-            _log_fine_tuning_start(model, options.init_checkpoint, restored, frozen)
-
-        global_batch = train_cfg.batch_size * distribution.size * train_cfg.grad_accum_steps
-        if train_cfg.steps_per_epoch:
-            steps_per_epoch = train_cfg.steps_per_epoch
-        else:
-            with _user_errors(config, train_files):
-                num_examples = count_records(train_files)
-            steps_per_epoch = num_examples // global_batch
-            if steps_per_epoch == 0:
-                raise ConfigError(
-                    f"The training data has {num_examples} examples, fewer than one global batch "
-                    f"({global_batch} = batch {train_cfg.batch_size} x {distribution.size} "
-                    f"replicas x {train_cfg.grad_accum_steps} accumulation steps); "
-                    "lower train.batch_size.")
-        # Micro-batches one input pipeline yields per optimizer step (tf.distribute
-        # feeds all of a worker's replicas from its one pipeline).
-        batches_per_step = train_cfg.grad_accum_steps * (distribution.size
-                                                         // distribution.num_shards)
-        schedule = build_schedule(train_cfg, steps_per_epoch, global_batch)
-        _, no_decay = decayed_variables(model.trainable_variables, train_cfg.weight_decay_exclude)
-        optimizer = build_optimizer(
-            train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
-            weight_decay=train_cfg.weight_decay, clip_norm=train_cfg.clip_gradients_norm,
-            mixed_precision=runtime.mixed_precision, no_decay_variables=no_decay)
-        ema = None
-        if train_cfg.moving_average_decay > 0:
-            ema = ExponentialMovingAverage(model.weights, train_cfg.moving_average_decay)
-        step = TrainStep(model, experiment.task, optimizer, ema=ema, distribution=distribution,
-                         grad_accum_steps=train_cfg.grad_accum_steps, use_xla=runtime.use_xla,
-                         weight_decay=train_cfg.weight_decay,
-                         weight_decay_exclude=train_cfg.weight_decay_exclude,
-                         divergence=DivergenceWatch(train_cfg.divergence_factor,
-                                                    train_cfg.divergence_patience))
-        state = CheckpointState(runtime.model_dir, model, optimizer, ema,
-                                max_to_keep=runtime.keep_checkpoint_max,
-                                is_chief=distribution.is_chief, step=step.global_step)
-        if resuming:
-            _restore_for_resume(state, latest, config)
-        distribution.broadcast_variables(list(model.weights) + list(optimizer.variables)
-                                         + (list(ema.shadows) if ema else []))
+    setup = build_training_setup(
+        config, distribution, experiment.task, init_checkpoint=options.init_checkpoint,
+        resume_from=found.latest_checkpoint if found.resuming else None,
+        train_files=found.train_files, records=experiment.records)
 
     logger = MetricLogger(runtime.model_dir, distribution.is_chief)
-    logger.metadata({"model_name": config.model.name, "global_batch_size": global_batch,
-                     "steps_per_epoch": steps_per_epoch, "num_epochs": train_cfg.num_epochs,
-                     "replicas": distribution.size, "mixed_precision": runtime.mixed_precision,
-                     "use_xla": runtime.use_xla, "grad_accum_steps": train_cfg.grad_accum_steps})
-
+    logger.metadata({"model_name": config.model.name, "global_batch_size": setup.global_batch,
+                     "steps_per_epoch": setup.steps_per_epoch,
+                     "num_epochs": train_cfg.num_epochs, "replicas": distribution.size,
+                     "mixed_precision": runtime.mixed_precision, "use_xla": runtime.use_xla,
+                     "grad_accum_steps": train_cfg.grad_accum_steps})
     evaluate_fn = None
     if options.eval_during_training:
-        def evaluate_fn(epoch):
-            # Batch-norm statistics follow each replica's own data: every process
-            # evaluates with the chief's, which are the ones in the checkpoint.
-            distribution.broadcast_variables(list(model.non_trainable_weights)
-                                             + (list(ema.shadows) if ema else []))
-            results_json = os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json") \
-                if distribution.is_chief else None
-            preview = None
-            if distribution.is_chief and runtime.model_dir:
-                step_now = int(step.global_step.numpy())
-                preview = lambda images: logger.images(step_now, "eval/examples", images)  # noqa: E731
-            return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
-                                      results_json, preview)
-
-    loop = TrainingLoop(step, state, logger, steps_per_epoch, global_batch,
-                        learning_rate_fn=schedule,
-                        log_every_n_steps=min(runtime.log_every_n_steps, steps_per_epoch),
+        evaluate_fn = _evaluate_during_training(config, options, distribution, experiment,
+                                                setup, logger)
+    loop = TrainingLoop(setup.step, setup.state, logger, setup.steps_per_epoch,
+                        setup.global_batch, learning_rate_fn=setup.schedule,
+                        log_every_n_steps=min(runtime.log_every_n_steps, setup.steps_per_epoch),
                         save_every_n_epochs=options.save_every_n_epochs,
                         evaluate_fn=evaluate_fn,
                         eval_every_n_epochs=config.eval.every_n_epochs,
-                        primary_metric=experiment.primary_metric, amp=runtime.mixed_precision,
+                        primary_metric=family.primary_metric, amp=runtime.mixed_precision,
                         save_every_n_steps=runtime.checkpoint_every_n_steps,
-                        batches_per_step=batches_per_step,
+                        batches_per_step=setup.batches_per_step,
                         advice=_divergence_advice(config))
-    experiment_stages = experiment.stages(model, train_cfg.num_epochs, train_cfg.batch_size,
-                                          train_cfg.seed,
-                                          batches_per_epoch=steps_per_epoch * batches_per_step)
+    experiment_stages = experiment.stages(
+        setup.model, train_cfg.num_epochs, train_cfg.batch_size, train_cfg.seed,
+        batches_per_epoch=setup.steps_per_epoch * setup.batches_per_step)
     stages = [
         dataclasses.replace(stage, make_dataset=_distributed(distribution, stage.make_dataset))
         for stage in experiment_stages]
-    result = {"model_dir": runtime.model_dir, "steps_per_epoch": steps_per_epoch}
+    result = {"model_dir": runtime.model_dir, "steps_per_epoch": setup.steps_per_epoch}
     try:
         if options.benchmark_steps:
-            if stages[-1].on_enter is not None:
-                stages[-1].on_enter()
-            # Timing needs an endless stream, whatever the run's length.
-            iterator = iter(distribution.distribute_dataset(
-                experiment_stages[-1].make_dataset().repeat()))
-            warmup = max(2, options.benchmark_steps // 5)
-            speed = loop.benchmark(iterator, options.benchmark_steps, warmup)
-            logging.info("Benchmark: %.2f images/second (global batch %d, %d steps after %d warm-up)",
-                         speed, global_batch, options.benchmark_steps, warmup)
-            result["benchmark_images_per_second"] = speed
+            result["benchmark_images_per_second"] = _benchmark(
+                loop, stages[-1], experiment_stages[-1], distribution, options.benchmark_steps,
+                setup.global_batch)
         else:
-            with _user_errors(config, data_files):
+            with _user_errors(config, found.data_files, experiment.records):
                 loop.run(stages, train_cfg.num_epochs)
     finally:
         logger.close()
-    result.update(steps=state.step, epochs=int(state.epoch.numpy()), history=loop.history,
-                  eval=loop.last_eval, model=model, ema=ema)
+    result.update(steps=setup.state.step, epochs=int(setup.state.epoch.numpy()),
+                  history=loop.history, eval=loop.last_eval, model=setup.model, ema=setup.ema)
     return result
 
 
-def _check_records(config, files):
-    """Pre-flight: the first record of every file is readable and of this task's kind."""
-    from dataset.record_check import check_record_files
+def _evaluate_during_training(config, options, distribution, experiment, setup, logger):
+    """``epoch -> metrics``: the loop's evaluation (EMA weights when ``eval.use_ema``)."""
+    model, ema, runtime = setup.model, setup.ema, config.runtime
 
-    check_record_files(files, config.task)
+    def evaluate_fn(epoch):
+        # Batch-norm statistics follow each replica's own data: every process
+        # evaluates with the chief's, which are the ones in the checkpoint.
+        distribution.broadcast_variables(list(model.non_trainable_weights)
+                                         + (list(ema.shadows) if ema else []))
+        results_json = os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json") \
+            if distribution.is_chief else None
+        preview = None
+        if distribution.is_chief and runtime.model_dir:
+            step_now = int(setup.step.global_step.numpy())
+            preview = lambda images: logger.images(step_now, "eval/examples", images)  # noqa: E731
+        return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
+                                  results_json, preview)
+
+    return evaluate_fn
 
 
-def _restore_for_resume(state, latest, config):
-    """Restores ``latest``; then (chief) records the possibly changed recipe atomically."""
-    try:
-        state.restore_latest()
-    except (ValueError, AssertionError, tf.errors.OpError) as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"Cannot resume from {latest}: it does not match the model of this run ({detail}). "
-            f"Check that {config.runtime.model_dir}/config.yaml is the recipe these checkpoints "
-            "were trained with; nothing was changed.") from None
-    if state.is_chief:
-        path = os.path.join(config.runtime.model_dir, "config.yaml")
-        text = dump_config(config)
-        current = open(path).read() if os.path.isfile(path) else None
-        if text != current:
-            dump_config(config, path)
+def _benchmark(loop, stage, experiment_stage, distribution, steps, global_batch):
+    """Images/second of ``steps`` train steps on the last stage's data (after warm-up)."""
+    if stage.on_enter is not None:
+        stage.on_enter()
+    # Timing needs an endless stream, whatever the run's length.
+    iterator = iter(distribution.distribute_dataset(experiment_stage.make_dataset().repeat()))
+    warmup = max(2, steps // 5)
+    speed = loop.benchmark(iterator, steps, warmup)
+    logging.info("Benchmark: %.2f images/second (global batch %d, %d steps after %d warm-up)",
+                 speed, global_batch, steps, warmup)
+    return speed
 
 
 def _divergence_advice(config):
@@ -304,58 +194,6 @@ def _divergence_advice(config):
     return advice
 
 
-class _user_errors:
-    """Turns data and memory errors raised while training into one-line user errors."""
-
-    def __init__(self, config, files, training=True):
-        self.config = config
-        self.files = files
-        self.training = training
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, error, traceback):
-        if error is None or not isinstance(error, tf.errors.OpError):
-            return False
-        if isinstance(error, tf.errors.ResourceExhaustedError):
-            raise ConfigError(out_of_memory_message(self.config, self.training)) from None
-        from dataset.record_check import explain_data_error
-
-        explained = explain_data_error(error, self.files)
-        if explained is not None:
-            raise explained from None
-        return False
-
-
-def out_of_memory_message(config, training=True):
-    """What to lower when a train (or evaluation) step runs out of memory."""
-    model = config.model
-    size = "x".join(str(v) for v in model.image_size)
-    if not training:
-        batch = config.eval.batch_size
-        return (f"Out of memory evaluating {model.name} at {size} with eval.batch_size {batch}: "
-                f"lower it (e.g. --override eval.batch_size={max(1, batch // 2)}).")
-    train_cfg = config.train
-    batch = train_cfg.batch_size
-    smaller = max(1, batch // 2)
-    return (f"Out of memory training {model.name} at {size} with train.batch_size {batch} per "
-            f"replica: lower --batch_size (e.g. {smaller}) and raise --grad_accum_steps (e.g. "
-            f"{train_cfg.grad_accum_steps * batch // smaller}) to keep the global batch, or "
-            "use --amp.")
-
-
-def _log_fine_tuning_start(model, init_checkpoint, restored, frozen):
-    """One line: loaded / skipped / frozen counts (and batch-norm layers in inference mode)."""
-    if restored is None:
-        loaded = "no --init_checkpoint"
-    else:
-        loaded = (f"loaded {restored.loaded}, skipped {len(restored.skipped)} (other shapes), "
-                  f"missing {len(restored.missing)} of {len(model.weights)} variables from "
-                  f"{init_checkpoint}")
-    logging.info("Fine-tuning start: %s; %s.", loaded, frozen.summary())
-
-
 def _distributed(distribution, make_dataset):
     return lambda *args: distribution.distribute_dataset(make_dataset(*args))
 
@@ -380,19 +218,20 @@ def evaluate(config, options=None, distribution=None):
     path = options.checkpoint_path or config.runtime.model_dir
     if not path:
         raise ConfigError("Nothing to evaluate: pass --model_dir (or --ckpt_path).")
-    _check_records(config, val_files)
+    family = config.family
+    experiment = family.make_experiment(config, distribution)
+    experiment.records.check(val_files)
     results_json = None
     if config.runtime.model_dir and distribution.is_chief:
         # Checked before the (long) evaluation, not when the results are written.
         prepare_model_dir(config.runtime.model_dir)
     _apply_policy(config)
-    experiment = family_of(config.model.name).make_experiment(config, distribution)
     model = build_network(config)
     restore_for_inference(model, path, use_ema=config.eval.use_ema)
     if config.runtime.model_dir and distribution.is_chief:
-        results_json = os.path.join(config.runtime.model_dir, "detections.json") \
-            if experiment.primary_metric == "AP" else None
-    with _user_errors(config, val_files, training=False):
+        results_json = os.path.join(config.runtime.model_dir, family.results_file) \
+            if family.results_file else None
+    with _user_errors(config, val_files, experiment.records, training=False):
         metrics = experiment.evaluate(model, experiment.eval_dataset(config.eval.batch_size),
                                       options.eval_steps, results_json)
     if config.runtime.model_dir and distribution.is_chief:

@@ -1,4 +1,4 @@
-"""The one train step of both models (DESIGN.md: "one implementation of each thing").
+"""The one train step of every model family (ARCHITECTURE.md: one implementation of each thing).
 
 Every feature plugs in at one named point, in this order:
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 from common.checkpoints import CheckpointError, restore_for_inference, restore_with_report
 from common.checkpoints.convert import write_model_checkpoint
 from common.checkpoints.import_cli import main as import_main
-from efficientdet.network import build_efficientdet
+from efficientdet.builder import build_efficientdet
 from efficientnet_v2.network import build_classifier
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.detection.anchors import AnchorSet, generate_anchors
+from common.detection.box_coding import decode_boxes
 from dataset.detection_input import DetectionExampleProcessor, build_detection_dataset
 from dataset.input_utils import element_seeds
 from dataset.preprocessing import MEAN_RGB, STDDEV_RGB
 from dataset.tfrecord_format import build_detection_example
-from efficientdet.anchors import AnchorSet, generate_anchors
-from efficientdet.box_coding import decode_boxes
 
 LEVELS = range(3, 8)
 

@@ -1,9 +1,11 @@
 """Smoke tests of the person-facing tools: inspect_tfrecords and benchmark_input."""
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from common.detection.anchors import AnchorSet
 from dataset import benchmark_input, inspect_tfrecords
 
 
@@ -20,6 +22,30 @@ def test_inspect_writes_pngs_with_boxes(sample, tmp_path):
                                    "classification", "--num_classes", "4", "--image_size", "32", "--num_images",
                                    "2", "--output_dir", str(tmp_path / "cls"), "--randaug_magnitude", "5"])
     assert code == 0 and len(list((tmp_path / "cls").glob("*.png"))) == 2
+
+
+def test_inspect_uses_the_detectors_own_anchors(sample, tmp_path, capsys):
+    # A non-D0 geometry: non-square input and a different anchor scale.
+    hparams = "model.image_size=256x384,model.num_classes=3,model.anchor_scale=3.0"
+    model = inspect_tfrecords.detection_model_config(hparams=hparams)
+    expected = AnchorSet.from_config(model)
+    assert expected.image_size == (256, 384)
+    processor = inspect_tfrecords.detection_processor(model, augment=False)
+    assert processor.image_size == (256, 384)
+    np.testing.assert_array_equal(processor.assigner.anchors.boxes, expected.boxes)
+    assert not np.array_equal(expected.boxes[:9], AnchorSet.build((256, 384)).boxes[:9])
+
+    d1 = inspect_tfrecords.detection_model_config(model_name="efficientdet-d1", num_classes=3)
+    d1_anchors = inspect_tfrecords.detection_processor(d1).assigner.anchors
+    assert d1_anchors.image_size == (640, 640)
+    np.testing.assert_array_equal(d1_anchors.boxes, AnchorSet.from_config(d1).boxes)
+
+    code = inspect_tfrecords.main(["--file_pattern", sample["val_file_pattern"], "--hparams", hparams,
+                                   "--num_images", "1", "--no_augment", "--output_dir", str(tmp_path)])
+    assert code == 0
+    assert f"at 256x384: {expected.num_anchors} anchors" in capsys.readouterr().out
+    (path,) = tmp_path.glob("detection_*.png")
+    assert Image.open(path).size == (384, 256)
 
 
 @pytest.mark.slow

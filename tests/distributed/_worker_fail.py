@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from common.training.distribution import make_distribution  # noqa: E402
+from common.training.distribution_factory import make_distribution  # noqa: E402
 
 import _toy  # noqa: E402
 

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from common.training.checkpoints import CheckpointState  # noqa: E402
-from common.training.distribution import make_distribution  # noqa: E402
+from common.training.distribution_factory import make_distribution  # noqa: E402
 from common.training.logger import MetricLogger  # noqa: E402
 
 import _toy  # noqa: E402

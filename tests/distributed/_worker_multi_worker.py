@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from common.training.distribution import make_distribution  # noqa: E402
+from common.training.distribution_factory import make_distribution  # noqa: E402
 
 import _toy  # noqa: E402
 

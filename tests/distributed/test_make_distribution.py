@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from common.training.distribution import SingleProcess, launched_by_horovodrun, make_distribution
+from common.training.distribution import SingleProcess
+from common.training.distribution_factory import launched_by_horovodrun, make_distribution
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from common.checkpoints import CheckpointError, load_official_checkpoint
-from efficientdet.network import build_efficientdet
+from efficientdet.builder import build_efficientdet
 
 
 def test_twenty_classes_load_everything_but_the_class_predictor(automl_fixtures):

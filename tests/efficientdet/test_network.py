@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from efficientdet.bifpn import FNode, OpAfterCombine, bifpn_nodes, upsample_nearest_2x
 from efficientdet.model_configs import get_detector_params, list_detector_names
-from efficientdet.network import build_efficientdet
+from efficientdet.builder import build_efficientdet
 
 # Our Keras DepthwiseConv2D calls its weight ``kernel``; the official one ``depthwise_kernel``.
 _RENAMES = (("depthwise_conv2d/kernel", "depthwise_conv2d/depthwise_kernel"),)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from common.checkpoints import restore_for_inference
-from efficientdet.anchors import generate_anchors
-from efficientdet.network import build_efficientdet
-from efficientdet.postprocess import postprocess
+from common.detection.anchors import generate_anchors
+from common.detection.postprocess import postprocess
+from efficientdet.builder import build_efficientdet
 
 MEAN = np.array([123.675, 116.28, 103.53], "float32")
 STD = np.array([58.395, 57.12, 57.375], "float32")

@@ -210,6 +210,7 @@ class _FailingDetector:
     """Stands in for a model: one box per image; raises on call number ``fail_at``."""
 
     task = "detection"
+    outputs_boxes = True
 
     def __init__(self, fail_at):
         self.calls, self.fail_at = 0, fail_at

@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Small but real: the quickstart D0 recipe on the sample data, 2 images a step.
@@ -208,7 +207,7 @@ def test_classification_records_for_the_detector(tmp_path, sample):
 
 def test_out_of_memory_is_one_message():
     from common.config import load_config
-    from common.training.runner import _user_errors
+    from common.training.user_errors import user_errors as _user_errors
 
     config = load_config(str(REPO / "configs" / "quickstart-detection.yaml"))
     with pytest.raises(Exception) as raised:

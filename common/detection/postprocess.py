@@ -11,12 +11,13 @@ al. 2017, "Soft-NMS", Eq. 3, Gaussian penalty ``exp(-IoU^2 / sigma)``):
 2. pre-select the ``max_candidates`` anchors with the highest best-class score
    (``0`` keeps all; the official default keeps all, which gives the same
    result unless candidates beyond the cut would have survived NMS);
-3. decode boxes (:func:`efficientdet.box_coding.decode_boxes`), sigmoid scores;
+3. decode boxes (:func:`common.detection.box_coding.decode_boxes`), sigmoid scores;
 4. NMS, one of the modes below;
 5. clip (where the official code clips) to the network input, multiply by the
    per-image ``image_scales`` to get original-image pixels.
 
-Modes (the official names ``gaussian`` and ``hard`` are accepted as aliases):
+Modes (the official names ``gaussian`` and ``hard``, and ``soft``, are accepted
+as aliases; the names live in :mod:`common.detection.nms`):
 
 * ``global`` (official default): each anchor keeps only its best class; one
   class-agnostic Gaussian soft-NMS (sigma 0.5, score threshold 0.001).
@@ -52,11 +53,9 @@ from typing import Mapping, NamedTuple, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from efficientdet.anchors import ImageSize, parse_image_size
-from efficientdet.box_coding import decode_boxes
-
-MODES = ("global", "global_hard", "per_class", "per_class_hard", "combined")
-_ALIASES = {"gaussian": "global", "soft": "global", "hard": "global_hard"}
+from common.detection.box_coding import decode_boxes
+from common.detection.image_size import ImageSize, parse_image_size
+from common.detection.nms import canonical_nms_method
 LevelOutputs = Union[Sequence[tf.Tensor], Mapping[int, tf.Tensor]]
 
 
@@ -239,7 +238,7 @@ def postprocess(
         image_size: network input ``(height, width)`` (clipping range).
         num_classes: number of classes.
         mode: ``global``, ``global_hard``, ``per_class``, ``per_class_hard`` or
-            ``combined``.
+            ``combined``, or an alias (:data:`common.detection.nms.ALIASES`).
         image_scales: optional ``[B]`` (or scalar) factor from network-input
             pixels to original-image pixels (original size / resized size).
         max_detections: detections kept per image.
@@ -256,9 +255,7 @@ def postprocess(
         A :class:`Detections` of static shapes ``[B, max_detections, 4]``,
         ``[B, max_detections]``, ``[B, max_detections]``, ``[B]``.
     """
-    mode = _ALIASES.get(mode, mode)
-    if mode not in MODES:
-        raise ValueError(f"NMS mode {mode!r} must be one of {MODES} (or gaussian / hard).")
+    mode = canonical_nms_method(mode)
     if score_threshold is None:
         score_threshold = 0.001 if mode in ("global", "per_class") else float("-inf")
     height, width = parse_image_size(image_size)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from efficientdet.anchors import generate_anchors
-from efficientdet.box_coding import decode_boxes
-from efficientdet.postprocess import postprocess
+from common.detection.anchors import generate_anchors
+from common.detection.box_coding import decode_boxes
+from common.detection.postprocess import postprocess
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "automl"
+FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "automl"
 SIZE = 100  # network input of the synthetic cases
 
 

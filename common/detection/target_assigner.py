@@ -1,4 +1,4 @@
-"""Anchor target assignment for EfficientDet training (runs inside tf.data).
+"""Anchor target assignment for detector training (runs inside tf.data).
 
 Follows the RetinaNet assignment rule (Lin et al. 2017, Sec. 4, "anchors are
 assigned to ground-truth object boxes using an IoU threshold of 0.5; and to
@@ -40,8 +40,8 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from efficientdet.anchors import AnchorSet
-from efficientdet.box_coding import encode_boxes
+from common.detection.anchors import AnchorSet
+from common.detection.box_coding import encode_boxes
 
 NEGATIVE = -1
 IGNORE = -2
@@ -160,7 +160,7 @@ class TargetAssigner:
     """Builds the dense per-level training targets of one image.
 
     Args:
-        anchors: the :class:`~efficientdet.anchors.AnchorSet` of the network input.
+        anchors: the :class:`~common.detection.anchors.AnchorSet` of the network input.
         num_classes: number of classes; ground-truth ids must be in
             ``1 … num_classes``.
         matched_threshold, unmatched_threshold, force_match, crowd_handling,
@@ -196,6 +196,24 @@ class TargetAssigner:
             crowd_handling=crowd_handling,
             crowd_ioa_threshold=crowd_ioa_threshold,
         )
+
+    @classmethod
+    def from_config(cls, model_config, anchors: Optional[AnchorSet] = None, **kwargs) -> "TargetAssigner":
+        """The assigner of a detector config.
+
+        Args:
+            model_config: an object with ``num_classes`` and the anchor
+                attributes read by :meth:`AnchorSet.from_config`.
+            anchors: the detector's anchors if already built; by default
+                ``AnchorSet.from_config(model_config)``.
+            **kwargs: matching options of the constructor (thresholds,
+                ``crowd_handling`` …).
+
+        Returns:
+            A :class:`TargetAssigner` over the model's anchors and classes.
+        """
+        anchors = AnchorSet.from_config(model_config) if anchors is None else anchors
+        return cls(anchors, model_config.num_classes, **kwargs)
 
     def assign_flat(self, boxes, classes, is_crowd=None):
         """Like ``__call__`` but returns flat ``[N]`` labels, ``[N, 4]`` codes

@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from efficientdet.anchors import AnchorSet, feature_sizes, generate_anchors
+from common.detection.anchors import AnchorSet, feature_sizes, generate_anchors
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "automl"
+FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "automl"
 
 
 def test_d0_anchors_match_official_fixture():

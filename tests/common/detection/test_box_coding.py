@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from efficientdet.box_coding import decode_boxes, encode_boxes
+from common.detection.box_coding import decode_boxes, encode_boxes
 
 
 def _random_boxes(rng, n, min_size=1.0, max_size=200.0):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from efficientdet.anchors import AnchorSet
-from efficientdet.target_assigner import IGNORE, NEGATIVE, TargetAssigner, pairwise_iou
+from common.detection.anchors import AnchorSet
+from common.detection.target_assigner import IGNORE, NEGATIVE, TargetAssigner, pairwise_iou
 
 
 def _grid_anchors():

@@ -1,4 +1,4 @@
-"""Multi-level anchor boxes for EfficientDet.
+"""Multi-level anchor boxes of RetinaNet-style detectors (EfficientDet).
 
 EfficientDet (Tan, Pang & Le 2020, Sec. 3 and 5.1) reuses the RetinaNet anchor
 design (Lin et al. 2017, "Focal Loss for Dense Object Detection", Sec. 4): on
@@ -28,21 +28,7 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 
-ImageSize = Union[int, Sequence[int]]
-
-
-def parse_image_size(image_size: ImageSize) -> Tuple[int, int]:
-    """Returns ``(height, width)`` from an int or a ``(height, width)`` pair."""
-    if isinstance(image_size, (int, np.integer)):
-        return int(image_size), int(image_size)
-    if isinstance(image_size, str):
-        raise ValueError(
-            f"image_size {image_size!r} must be an int or a (height, width) pair, not a string."
-        )
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"image_size {image_size!r} must be a positive int or (height, width) pair.")
-    return size
+from common.detection.image_size import ImageSize, parse_image_size
 
 
 def feature_sizes(image_size: ImageSize, max_level: int) -> list:
@@ -191,4 +177,27 @@ class AnchorSet:
             max_level=max_level,
             level_sizes=tuple(tuple(s) for s in levels),
             anchors_per_location=num_scales * len(aspect_ratios),
+        )
+
+    @classmethod
+    def from_config(cls, model_config) -> "AnchorSet":
+        """The anchors of a detector config.
+
+        Args:
+            model_config: any object with the attributes ``image_size``,
+                ``min_level``, ``max_level``, ``num_scales``, ``aspect_ratios``
+                and ``anchor_scale`` (e.g. an EfficientDet model config; read by
+                attribute so this package needs no model import).
+
+        Returns:
+            The :class:`AnchorSet` with ``boxes`` float32 ``[N, 4]`` for that
+            input size and anchor layout.
+        """
+        return cls.build(
+            model_config.image_size,
+            min_level=model_config.min_level,
+            max_level=model_config.max_level,
+            num_scales=model_config.num_scales,
+            aspect_ratios=tuple(model_config.aspect_ratios),
+            anchor_scale=model_config.anchor_scale,
         )

@@ -1,0 +1,35 @@
+"""The EfficientDet family object (registered in ``model_zoo``)."""
+import re
+
+from common.families import ModelFamily
+from efficientdet import config as detector_config
+
+# The heads that stay trainable under ``train.freeze=backbone+bifpn``.
+_DETECTION_HEADS = ("class_net", "box_net")
+
+
+def _inference_wrapper():
+    from efficientdet.inference import DetectionInference
+
+    return DetectionInference
+
+
+EFFICIENTDET = ModelFamily(
+    name="efficientdet",
+    task=detector_config.TASK,
+    config_class=detector_config.MODEL_CONFIG_CLASS,
+    model_names=detector_config.list_model_names,
+    presets=detector_config.presets,
+    build_network=detector_config.build_network,
+    make_experiment=detector_config.make_experiment,
+    inference_wrapper=_inference_wrapper,
+    freeze_presets={
+        # The EfficientNet backbone (``efficientnet-b0/...``).
+        "backbone": lambda model: re.escape(model.backbone_name) + "/",
+        # Backbone, P6/P7 resampling and BiFPN: only the class and box heads train.
+        "backbone+bifpn": lambda model: r"(?!(%s)/)" % "|".join(_DETECTION_HEADS),
+    },
+    primary_metric="AP",
+    results_file="detections.json",
+    outputs_boxes=True,
+)

@@ -1,0 +1,36 @@
+"""The EfficientNet / EfficientNetV2 classifier family object (registered in ``model_zoo``)."""
+import re
+
+from common.config.errors import ConfigError
+from common.families import ModelFamily
+from efficientnet_v2 import config as classifier_config
+
+
+def _inference_wrapper():
+    from efficientnet_v2.inference import ClassifierInference
+
+    return ClassifierInference
+
+
+def _no_bifpn(model):
+    raise ConfigError(
+        f"train.freeze 'backbone+bifpn' needs a detector; {model.name} is a classifier "
+        "without BiFPN: use train.freeze=backbone (all but the classification layer).")
+
+
+EFFICIENTNET = ModelFamily(
+    name="efficientnet",
+    task=classifier_config.TASK,
+    config_class=classifier_config.MODEL_CONFIG_CLASS,
+    model_names=classifier_config.list_model_names,
+    presets=classifier_config.presets,
+    build_network=classifier_config.build_network,
+    make_experiment=classifier_config.make_experiment,
+    inference_wrapper=_inference_wrapper,
+    freeze_presets={
+        # Everything but the final classification layer: a linear probe.
+        "backbone": lambda model: r"(?!%s/head/dense/)" % re.escape(model.name),
+        "backbone+bifpn": _no_bifpn,
+    },
+    primary_metric="top1",
+)
