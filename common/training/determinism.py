@@ -22,4 +22,12 @@ def configure_determinism(enabled):
         return
     tf.config.experimental.enable_op_determinism()
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    logging.info("Deterministic mode: op determinism on, graph optimizer (Grappler) off.")
+    try:
+        # One op at a time: independent stateful ops (a batch-norm statistic's update
+        # and the EMA's read of it) then run in one fixed order.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        logging.warning("Deterministic mode: TensorFlow was already running, so inter-op "
+                        "threads stay as they are; runs may differ in the last bits.")
+    logging.info("Deterministic mode: op determinism on, graph optimizer (Grappler) off, "
+                 "one inter-op thread.")
