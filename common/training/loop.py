@@ -136,13 +136,14 @@ class TrainingLoop:
             losses = self.train_step.run(iterator)
             images += self.global_batch_size
             last = index == self.steps_per_epoch - 1
-            self.state.epoch_step.assign(index + 1)
             if (index + 1) % self.log_every_n_steps == 0 or last:
                 self._check_finite()
                 self._log(losses, epoch + 1, images, time.perf_counter() - tick)
                 tick, images = time.perf_counter(), 0
             if (self.save_every_n_steps and not last
                     and self.state.step % self.save_every_n_steps == 0):
+                # Only a checkpoint inside an epoch needs the position (epoch ends reset it).
+                self.state.epoch_step.assign(index + 1)
                 self._save()
 
     def run(self, stages, num_epochs):
