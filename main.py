@@ -53,7 +53,11 @@ flags.DEFINE_bool("deterministic", None,
 flags.DEFINE_integer("checkpoint_every_n_steps", None,
                      "Also checkpoint every N steps inside epochs (default: epoch ends only).")
 flags.DEFINE_bool("use_xla", None, "Compile the train step with XLA.")
-flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss scaling).")
+flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss scaling); "
+                  "the float16 shortcut of --precision.")
+flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+                  "Compute dtype policy (variables stay float32). mixed_bfloat16 needs no loss "
+                  "scaling: for Ampere+/Hopper GPUs, TPUs and CPUs with AVX512_BF16/AMX.")
 flags.DEFINE_integer("eval_steps", None, "Evaluate on at most this many batches.")
 flags.DEFINE_bool("benchmark", False, "Time --benchmark_steps train steps and print images/second.")
 flags.DEFINE_integer("benchmark_steps", 30, "Timed steps of --benchmark (after warm-up).")
@@ -88,6 +92,7 @@ def _flag_overrides():
         "seed": "train.seed",
         "use_xla": "runtime.use_xla",
         "amp": "runtime.mixed_precision",
+        "precision": "runtime.precision",
         "sync_bn": "runtime.sync_bn",
         "deterministic": "runtime.deterministic",
         "checkpoint_every_n_steps": "runtime.checkpoint_every_n_steps",
@@ -97,6 +102,9 @@ def _flag_overrides():
         value = getattr(FLAGS, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+    if FLAGS.amp is False and FLAGS.precision is None:
+        # --noamp also turns off a recipe's runtime.precision=mixed_float16.
+        overrides.append("runtime.precision=float32")
     if FLAGS.freeze is not None:
         # Quoted so YAML keeps a regular expression verbatim (':', '#', brackets).
         overrides.append("train.freeze='" + FLAGS.freeze.replace("'", "''") + "'")
@@ -222,8 +230,7 @@ def run_summary(config):
 
     from common.model_stats import count_parameters
 
-    if config.runtime.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(config.runtime.policy)
     model = build_network(config)
     model.summary(expand_nested=False, print_fn=lambda line, **_: print(line))
     trainable, non_trainable = count_parameters(model)

@@ -30,8 +30,8 @@ def _log(message):
 def _config(spec):
     from common.config import load_config
 
-    overrides = [f"runtime.use_xla={bool(spec.get('xla'))}",
-                 f"runtime.mixed_precision={bool(spec.get('amp'))}"]
+    overrides = [f"runtime.use_xla={bool(spec.get('xla'))}", "runtime.mixed_precision=false",
+                 f"runtime.precision={_policy(spec)}"]
     if spec["model"].startswith("efficientdet"):
         recipe = "configs/efficientdet-d0-coco.yaml"
         overrides += [f"model.image_size={spec['image_size']}"]
@@ -71,10 +71,15 @@ def _multiply_adds(model, image_size, cache_path, key):
     return cache[key]
 
 
-def _set_policy(amp):
+def _policy(spec):
+    """The case's Keras dtype policy: ``precision`` if given, else float16 for ``amp``."""
+    return spec.get("precision") or ("mixed_float16" if spec.get("amp") else "float32")
+
+
+def _set_policy(spec):
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_float16" if amp else "float32")
+    keras.mixed_precision.set_global_policy(_policy(spec))
 
 
 def _device_source(batch):
@@ -102,7 +107,18 @@ def prepare(spec, gate):
     import tensorflow as tf
 
     found = {k: v for k, v in sample.items() if isinstance(v, (str, int, float))}
-    return dict(found, gpus=len(tf.config.list_physical_devices("GPU")))
+    return dict(found, gpus=len(tf.config.list_physical_devices("GPU")), cpu_flags=_cpu_flags())
+
+
+def _cpu_flags():
+    """The CPU's instruction-set flags that decide low-precision speed (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle
+                          if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
 
 
 def input_pipeline(spec, gate):
@@ -147,7 +163,7 @@ def train(spec, gate):
     from common.training.setup import build_optimizer_and_ema, build_training_setup
     from benchmarks.timing import interleaved
 
-    _set_policy(spec.get("amp"))
+    _set_policy(spec)
     keras.utils.set_random_seed(0)
     config = _config(spec)
     batch = spec["batch_size"]
@@ -230,10 +246,10 @@ def infer(spec, gate):
     from common.export import benchmark, benchmark_targets
     from common.export.factory import build_inference_module
 
-    amp = bool(spec.get("amp"))
+    policy = _policy(spec)
     config = _config(spec)
-    variant = "+".join(v for v, on in (("amp", amp), ("xla", spec.get("xla"))) if on) or "fp32"
-    module = build_inference_module(config, None, mixed_precision=amp)
+    variant = spec["id"].rsplit("/", 1)[1]
+    module = build_inference_module(config, None, policy=policy)
     targets = [("ours", part, make) for _, part, make in
                benchmark_targets.keras_targets(lambda _amp: module, [variant])]
     size = (spec["image_size"],) * 2
@@ -243,9 +259,9 @@ def infer(spec, gate):
         from benchmarks.reference import build_reference_classifier
         from efficientnet_v2.inference import ClassifierInference
 
-        _set_policy(amp)
+        _set_policy(spec)
         reference = build_reference_classifier(size, config.model.num_classes)
-        _set_policy(False)
+        _set_policy({})
         wrapped = ClassifierInference(reference, size, normalization=config.model.preprocessing)
         targets += [("keras_reference", part, make) for _, part, make in
                     benchmark_targets.keras_targets(lambda _amp: wrapped, [variant])]

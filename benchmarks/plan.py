@@ -17,20 +17,30 @@ MODES = {
                  input_sizes=(300, 384), input_batches=8, input_warmup=3, input_repeats=5,
                  train_warmup=1, train_repeats=3, steps_per_repeat=1, xla=(False, True),
                  infer_batches=(1, 8), infer_warmup=2, infer_runs=1, infer_repeats=7, jobs=2,
-                 max_processes=2),
+                 max_processes=2, bf16=True),
     "quick": dict(det_size=128, det_batch=2, cls_train_size=96, cls_infer_size=96, cls_batch=4,
                   input_sizes=(96,), input_batches=5, input_warmup=2, input_repeats=3,
                   train_warmup=2, train_repeats=3, steps_per_repeat=1, xla=(False,),
                   infer_batches=(1,), infer_warmup=1, infer_runs=1, infer_repeats=5, jobs=2,
-                  max_processes=6),
+                  max_processes=6, bf16=False),
     "smoke": dict(det_size=128, det_batch=1, cls_train_size=64, cls_infer_size=64, cls_batch=2,
                   input_sizes=(64,), input_batches=2, input_warmup=1, input_repeats=2,
                   train_warmup=1, train_repeats=2, steps_per_repeat=1, xla=(False,),
                   infer_batches=(1,), infer_warmup=1, infer_runs=2, infer_repeats=2, jobs=2,
-                  max_processes=2),
+                  max_processes=2, bf16=False),
 }
 DETECTOR = "efficientdet-d0"
 CLASSIFIER = "efficientnetv2-s"
+
+
+def bf16_note(data):
+    """What the bfloat16 rows measure on this machine."""
+    if data.get("gpus"):
+        return "mixed_bfloat16 on the GPU (native on Ampere and newer)"
+    flags = data.get("cpu_flags", [])
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return ("mixed_bfloat16 on a CPU with " + " and ".join(native).upper() + " (oneDNN)"
+            if native else "mixed_bfloat16 on a CPU WITHOUT AVX512_BF16/AMX: emulated, slow")
 
 
 def variant_name(xla, amp):
@@ -73,6 +83,13 @@ def build_plan(mode, data, include_amp=False, randaug_magnitude=10.0, threads=0)
                     train_file_pattern=pattern, warmup=m["train_warmup"],
                     repeats=m["train_repeats"], steps_per_repeat=m["steps_per_repeat"],
                     skip=(amp and not include_amp)))
+        if m["bf16"]:
+            cases.append(dict(
+                id=f"train/{model}@{size}/bf16", kind="train", model=model, image_size=size,
+                batch_size=batch, xla=False, amp=False, precision="mixed_bfloat16",
+                reference=reference, train_file_pattern=pattern, warmup=m["train_warmup"],
+                repeats=m["train_repeats"], steps_per_repeat=m["steps_per_repeat"],
+                note=bf16_note(data)))
     for model, size, reference in ((DETECTOR, m["det_size"], False),
                                    (CLASSIFIER, m["cls_infer_size"], True)):
         for amp in amps:
@@ -90,12 +107,19 @@ def build_plan(mode, data, include_amp=False, randaug_magnitude=10.0, threads=0)
                     batch_sizes=batches, warmup=m["infer_warmup"],
                     runs=m["infer_runs"], repeats=m["infer_repeats"],
                     skip=(amp and not include_amp), note=note))
+        if m["bf16"]:
+            cases.append(dict(
+                id=f"infer/{model}@{size}/bf16", kind="infer", model=model, image_size=size,
+                xla=False, amp=False, precision="mixed_bfloat16", reference=reference,
+                batch_sizes=list(m["infer_batches"]), warmup=m["infer_warmup"],
+                runs=m["infer_runs"], repeats=m["infer_repeats"], note=bf16_note(data)))
     # Most informative first, so a time budget cuts the least important cases:
     # inputs, fp32 train and inference, then XLA, then mixed precision.
     # Within a variant the V2-S cases (the reference ratios) come before D0.
     def priority(case):
         variant = case["id"].rsplit("/", 1)[1]
-        rank = {"input": 0}.get(case["kind"], 1 + ("xla" in variant) + 2 * ("amp" in variant))
+        rank = {"input": 0}.get(case["kind"], 1 + ("xla" in variant) + 1.5 * ("bf16" in variant)
+                                + 2 * ("amp" in variant))
         return rank, case.get("model") != CLASSIFIER
 
     return sorted(cases, key=priority)

@@ -13,7 +13,8 @@ def _train_rate(case, name="ours"):
 
 
 def _best_train(data, model):
-    cases = [c for c in _ok(data, f"train/{model}@") if "amp" not in c["spec"]["id"]]
+    cases = [c for c in _ok(data, f"train/{model}@")
+             if "amp" not in c["spec"]["id"] and "bf16" not in c["spec"]["id"]]
     return max(cases, key=_train_rate) if cases else None
 
 
@@ -150,7 +151,7 @@ def markdown(data):
                          f"{c['peak_host_memory_mib']:.0f} |")
     # Notes of the cases that ran (a skipped case's row already gives its reason).
     notes = [f"* `{c['id']}`: {c['spec']['note']}" for c in data["cases"]
-             if c["id"].startswith("infer/") and c["spec"].get("note")
+             if c["id"].startswith(("infer/", "train/")) and c["spec"].get("note")
              and c["status"] != "skipped"]
     if notes:
         lines += [""] + notes
@@ -162,5 +163,9 @@ def markdown(data):
             holds += " (within the spread)"
         goal = "—" if t["goal"] is None else f"≥ {t['goal']:g}×"
         lines.append(f"| {t['target']} | {_fmt(t['ratio'])}× | {goal} | {holds} | {t['detail']} |")
+    if data.get("ab"):
+        from benchmarks.baseline import markdown as ab_markdown
+
+        lines.append(ab_markdown(data["ab"]))
     lines += ["", "## Methodology", "", data["methodology"], ""]
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks import baseline as baseline_lib
 from benchmarks import plan as plan_lib
 from benchmarks import report
 from benchmarks.gate import take_shared
@@ -55,7 +56,7 @@ class _Child:
     ``lock_fd``: the shared lock of :func:`benchmarks.gate.take_shared`, handed to
     the child and closed here."""
 
-    def __init__(self, spec, workdir, command=None, lock_fd=None):
+    def __init__(self, spec, workdir, command=None, lock_fd=None, cwd=None):
         os.makedirs(workdir, exist_ok=True)
         self.spec_path = os.path.join(workdir, "spec.json")
         self.out_path = os.path.join(workdir, "out.json")
@@ -64,7 +65,7 @@ class _Child:
         with open(self.spec_path, "w") as handle:
             json.dump(spec, handle)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = cwd or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         command = command or [sys.executable, "-m", "benchmarks.cases", self.spec_path,
                               self.out_path] + (
             [] if lock_fd is None else [str(lock_fd), self.status_path])
@@ -129,9 +130,10 @@ class _Child:
             return json.load(handle), None, peak_mib, self.seconds, False
 
 
-def _run_alone(spec, workdir, log):
-    """Runs one case to its end; returns :meth:`_Child.outcome`."""
-    child = _Child(spec, workdir)
+def _run_alone(spec, workdir, log, cwd=None):
+    """Runs one case to its end (in the checkout at ``cwd``, default this one);
+    returns :meth:`_Child.outcome`."""
+    child = _Child(spec, workdir, cwd=cwd)
     while not child.poll():
         time.sleep(0.2)
     return child.outcome(log)
@@ -156,7 +158,7 @@ def machine():
 
 def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minutes=None,
               threads=0, profile=False, keep_previous=False, sample_dir=None, jobs=None,
-              max_processes=None, log=print):
+              max_processes=None, baseline=None, ab_rounds=3, log=print):
     """Runs the suite; writes ``results.json`` and ``results.md`` into ``output_dir``.
 
     Args:
@@ -181,6 +183,11 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             their turn to time (a bound on host memory); at least ``jobs``.
             ``jobs`` / ``max_processes`` None take the mode's setting
             (:data:`benchmarks.plan.MODES`).
+        baseline: a git ref: A/B mode (:mod:`benchmarks.baseline`): every selected
+            case runs alternately in this checkout and in a temporary worktree of
+            ``baseline``, one process at a time, ``ab_rounds`` processes per side;
+            the tables show this checkout's first process, the A/B section the
+            ratios.
 
     Returns:
         The results dict (as written to ``results.json``).
@@ -229,6 +236,10 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             continue
         slots.append(None)
         queue.append((len(slots) - 1, spec))
+    ab = None
+    if baseline:
+        ab = _run_ab(baseline, ab_rounds, slots, queue, workdir, log)
+        queue = []
     running = []  # (slot, spec, child)
     while queue or running:
         while (queue and len(running) < max_processes
@@ -265,6 +276,8 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             "tensorflow": tf.__version__, "machine": machine(), "methodology": METHODOLOGY,
             "settings": dict(plan_lib.MODES[mode], jobs=jobs, max_processes=max_processes),
             "total_minutes": (time.perf_counter() - start) / 60, "cases": results}
+    if ab is not None:
+        data["ab"] = ab
     data["targets"] = report.targets(data)
     with atomic_write(os.path.join(output_dir, "results.json")) as handle:
         json.dump(data, handle, indent=2)
@@ -272,6 +285,29 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
     write_text(os.path.join(output_dir, "results.md"), table)
     log(table)
     return data
+
+
+def _run_ab(ref, rounds, slots, queue, workdir, log):
+    """Runs the queued cases in A/B mode against ``ref``; fills their ``slots`` with
+    this checkout's first result; returns the ``ab`` section of the results."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    first = {}
+
+    def run_case(spec, cwd, tag):
+        result, error, peak_mib, seconds, _ = _run_alone(
+            spec, os.path.join(workdir, f"{spec['id'].replace('/', '_')}-{tag}"), log, cwd=cwd)
+        if cwd is None and spec["id"] not in first:
+            first[spec["id"]] = (result, error, peak_mib, seconds, False)
+        return result, error
+
+    with baseline_lib.baseline_checkout(ref, root, workdir) as (path, commit):
+        log(f"A/B against {ref} ({commit[:10]}) checked out in {path}")
+        entries, failures = baseline_lib.run_ab([spec for _, spec in queue], path, run_case,
+                                                rounds, log)
+    for slot, spec in queue:
+        slots[slot] = _entry(spec, first[spec["id"]], {}, None, log)
+    return {"ref": ref, "commit": commit, "rounds": rounds, "cases": entries,
+            "failures": [list(f) for f in failures]}
 
 
 def _entry(spec, outcome, previous, budget_minutes, log):
@@ -319,13 +355,25 @@ def main(argv=None):
                              "(host memory bound). Default: 2 full, 6 quick.")
     parser.add_argument("--profile", action="store_true",
                         help="Also write tf.profiler traces of a few train steps (output_dir/profile).")
+    parser.add_argument("--baseline", default=None, metavar="GIT_REF",
+                        help="A/B mode: also run every selected case in a temporary worktree "
+                             "of GIT_REF, alternating processes, and report the ratios.")
+    parser.add_argument("--ab_rounds", type=int, default=3,
+                        help="With --baseline: processes per side and case (default 3).")
     args = parser.parse_args(argv)
     mode = args.mode or ("quick" if args.quick else "full")
     budget = args.budget_minutes if args.budget_minutes is not None else (
         {"full": 14.0, "quick": 4.0}.get(mode))
-    data = run_suite(args.output_dir, mode, args.only.split(",") if args.only else None,
-                     args.include_amp, budget, args.threads, args.profile, args.keep_previous,
-                     args.sample_dir, args.jobs, args.max_processes)
+    if args.ab_rounds < 1:
+        parser.error(f"--ab_rounds must be at least 1, got {args.ab_rounds}")
+    try:
+        data = run_suite(args.output_dir, mode, args.only.split(",") if args.only else None,
+                         args.include_amp, budget, args.threads, args.profile, args.keep_previous,
+                         args.sample_dir, args.jobs, args.max_processes, args.baseline,
+                         args.ab_rounds)
+    except baseline_lib.BaselineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     failed = [c["id"] for c in data["cases"] if c["status"] == "failed"]
     return 1 if failed else 0
 

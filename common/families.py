@@ -92,6 +92,17 @@ class ModelFamily:
     results_file: Optional[str] = None
     outputs_boxes: bool = False
 
+    @classmethod
+    def from_config_module(cls, name: str, module, **details) -> "ModelFamily":
+        """The family whose config module ``module`` defines ``TASK``,
+        ``MODEL_CONFIG_CLASS``, ``list_model_names``, ``presets``,
+        ``build_network`` and ``make_experiment``; ``details`` are the other
+        attributes (``inference_wrapper``, ``freeze_presets``, ...)."""
+        return cls(name=name, task=module.TASK, config_class=module.MODEL_CONFIG_CLASS,
+                   model_names=module.list_model_names, presets=module.presets,
+                   build_network=module.build_network,
+                   make_experiment=module.make_experiment, **details)
+
     def owns(self, model_name: str) -> bool:
         return model_name in self.model_names()
 

@@ -14,14 +14,8 @@ def _inference_wrapper():
     return DetectionInference
 
 
-EFFICIENTDET = ModelFamily(
-    name="efficientdet",
-    task=detector_config.TASK,
-    config_class=detector_config.MODEL_CONFIG_CLASS,
-    model_names=detector_config.list_model_names,
-    presets=detector_config.presets,
-    build_network=detector_config.build_network,
-    make_experiment=detector_config.make_experiment,
+EFFICIENTDET = ModelFamily.from_config_module(
+    "efficientdet", detector_config,
     inference_wrapper=_inference_wrapper,
     freeze_presets={
         # The EfficientNet backbone (``efficientnet-b0/...``).

@@ -18,14 +18,8 @@ def _no_bifpn(model):
         "without BiFPN: use train.freeze=backbone (all but the classification layer).")
 
 
-EFFICIENTNET = ModelFamily(
-    name="efficientnet",
-    task=classifier_config.TASK,
-    config_class=classifier_config.MODEL_CONFIG_CLASS,
-    model_names=classifier_config.list_model_names,
-    presets=classifier_config.presets,
-    build_network=classifier_config.build_network,
-    make_experiment=classifier_config.make_experiment,
+EFFICIENTNET = ModelFamily.from_config_module(
+    "efficientnet", classifier_config,
     inference_wrapper=_inference_wrapper,
     freeze_presets={
         # Everything but the final classification layer: a linear probe.

@@ -27,6 +27,7 @@ from common.checkpoints.official import CheckpointError, load_official_checkpoin
 from common.checkpoints.official import resolve_checkpoint_prefix
 from common.checkpoints.restore import is_training_checkpoint
 from common.config import build_network, dump_config
+from common.training import checkpoints as layout
 
 SUMMARY_FILE = "import_summary.json"
 CONFIG_FILE = "config.yaml"
@@ -65,7 +66,7 @@ def write_model_checkpoint(model, output_dir):
     from common.training.ema import ExponentialMovingAverage
 
     ema = ExponentialMovingAverage(model.weights, decay=0.0)
-    checkpoint = tf.train.Checkpoint(model=model, ema=ema)
+    checkpoint = layout.training_checkpoint(model, ema)
     manager = tf.train.CheckpointManager(checkpoint, output_dir, max_to_keep=1)
     return manager.save(checkpoint_number=0)
 

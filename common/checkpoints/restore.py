@@ -45,8 +45,9 @@ class RestoreResult:
 def is_training_checkpoint(prefix):
     """True for an object-based checkpoint written by our training runtime."""
     _, shapes = _read_checkpoint(prefix)
-    return layout.OBJECT_GRAPH_KEY in shapes and any(k.startswith(layout.MODEL_KEY_PREFIX)
-                                                     for k in shapes)
+    return layout.OBJECT_GRAPH_KEY in shapes and (
+        layout.holds_model_weights(shapes)
+        or any(k.startswith(layout.MODEL_KEY_PREFIX) for k in shapes))
 
 
 def restore_for_inference(model, path, use_ema=True, skip_mismatch=False):
@@ -90,7 +91,16 @@ def _restore_training_checkpoint(model, prefix, use_ema, skip_mismatch):
     if mismatches:
         return _restore_shadows_skipping(averaged, reader, shapes, prefix, mismatches, use_ema,
                                          skip_mismatch)
-    checkpoint = tf.train.Checkpoint(**{layout.MODEL: model, layout.EMA: ema})
+    if layout.holds_model_weights(shapes):
+        checkpoint = layout.training_checkpoint(model, ema)
+    elif use_ema and has_ema:
+        # Written before every model variable was saved: the EMA shadows hold them all.
+        checkpoint = tf.train.Checkpoint(**{layout.MODEL: model, layout.EMA: ema})
+    else:
+        raise CheckpointError(
+            f"Training checkpoint {prefix!r} was written before checkpoints held every model "
+            "variable: only its moving-average (EMA) weights are complete; load those "
+            "(eval.use_ema=true).")
     try:
         status = checkpoint.restore(prefix).expect_partial()
         status.assert_existing_objects_matched()

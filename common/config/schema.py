@@ -14,6 +14,9 @@ from common.config.errors import ConfigError
 _OPTIMIZERS = ("sgd", "rmsprop", "adamw", "adam")
 _LR_SCHEDULES = ("cosine", "stepwise", "polynomial", "exponential", "constant")
 STRATEGIES = ("auto", "default", "horovod", "mirrored", "multi_worker")
+# Keras dtype policies a run may use: float32, or float16 / bfloat16 compute with
+# float32 variables (float16 with dynamic loss scaling; bfloat16 needs none).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 FREEZE_PRESETS = ("backbone", "backbone+bifpn")
 FREEZE_REGEX_PREFIX = "re:"
 
@@ -158,7 +161,9 @@ class RuntimeConfig:
 
     model_dir: str | None = None
     use_xla: bool = False
+    # The float16 shortcut (``--amp``): the same as precision=mixed_float16.
     mixed_precision: bool = False
+    precision: str = "float32"
     strategy: str = "auto"
     sync_bn: bool = False
     log_every_n_steps: int = 10
@@ -169,7 +174,22 @@ class RuntimeConfig:
     # Bit-identical runs for one seed on CPU (slower; see README "Resuming and failures").
     deterministic: bool = False
 
+    @property
+    def policy(self) -> str:
+        """The Keras dtype policy of the run (one of :data:`PRECISIONS`)."""
+        return "mixed_float16" if self.mixed_precision else self.precision
+
+    @property
+    def loss_scaling(self) -> bool:
+        """Dynamic loss scaling is on (float16 only: bfloat16 has float32's range)."""
+        return self.policy == "mixed_float16"
+
     def validate(self):
+        _check(self.precision in PRECISIONS,
+               f"runtime.precision {self.precision!r} is not one of {PRECISIONS}.")
+        _check(not self.mixed_precision or self.precision in ("float32", "mixed_float16"),
+               f"runtime.mixed_precision (--amp) means mixed_float16 but runtime.precision is "
+               f"{self.precision!r}: set only runtime.precision (--precision).")
         _check(self.strategy in STRATEGIES,
                f"runtime.strategy {self.strategy!r} is not one of {STRATEGIES}.")
         _check(self.checkpoint_every_n_steps >= 0,

@@ -105,6 +105,17 @@ def _zero_padding(det: Detections) -> Detections:
     )
 
 
+def _detections_spec(max_detections):
+    """What one image's NMS returns: boxes ``[D, 4]``, scores ``[D]``, classes ``[D]``
+    and the number of valid detections (``D = max_detections``)."""
+    return (
+        tf.TensorSpec([max_detections, 4], tf.float32),
+        tf.TensorSpec([max_detections], tf.float32),
+        tf.TensorSpec([max_detections], tf.int32),
+        tf.TensorSpec([], tf.int32),
+    )
+
+
 def _map_images(fn, elems, spec, unroll):
     """``fn`` over the leading axis of ``elems``: ``tf.map_fn``, or with ``unroll`` a
     Python loop (the axis must then be static), results stacked either way."""
@@ -138,13 +149,8 @@ def _single_class_nms(boxes, scores, classes, max_detections, iou_threshold, sco
         )
         return tf.gather(b, idx), kept, tf.gather(c, idx), valid
 
-    spec = (
-        tf.TensorSpec([max_detections, 4], tf.float32),
-        tf.TensorSpec([max_detections], tf.float32),
-        tf.TensorSpec([max_detections], tf.int32),
-        tf.TensorSpec([], tf.int32),
-    )
-    return _map_images(one_image, (boxes, scores, classes), spec, unroll)
+    return _map_images(one_image, (boxes, scores, classes), _detections_spec(max_detections),
+                       unroll)
 
 
 def _per_class_soft_nms(
@@ -190,13 +196,8 @@ def _per_class_soft_nms(
         total = tf.minimum(tf.reduce_sum(valid), max_detections)
         return tf.gather(b, picked), top_scores, picked_classes, total
 
-    spec = (
-        tf.TensorSpec([max_detections, 4], tf.float32),
-        tf.TensorSpec([max_detections], tf.float32),
-        tf.TensorSpec([max_detections], tf.int32),
-        tf.TensorSpec([], tf.int32),
-    )
-    return _map_images(one_image, (boxes, scores, classes), spec, unroll)
+    return _map_images(one_image, (boxes, scores, classes), _detections_spec(max_detections),
+                       unroll)
 
 
 def _combined_nms(boxes, scores, max_detections, iou_threshold, score_threshold):

@@ -16,7 +16,8 @@ def wrapper_class(config):
     return config.family.inference_wrapper()
 
 
-def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision=False):
+def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision=False,
+                           policy=None):
     """Builds the network of ``config``, loads weights, wraps it for inference.
 
     Args:
@@ -27,6 +28,8 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
         use_ema: load the moving-average weights when the checkpoint has them.
         mixed_precision: build the network under the ``mixed_float16`` policy
             (outputs stay float32). The global policy is restored afterwards.
+        policy: or any Keras dtype policy name (e.g. ``mixed_bfloat16``); wins over
+            ``mixed_precision``.
 
     Returns:
         The family's inference wrapper.
@@ -35,8 +38,8 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
         common.checkpoints.CheckpointError: missing, corrupted or foreign checkpoint.
     """
     previous = keras.mixed_precision.global_policy().name
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(
+        policy or ("mixed_float16" if mixed_precision else previous))
     try:
         network = build_network(config)
     finally:

@@ -22,6 +22,11 @@ from absl import logging
 # changing one breaks resuming from, and evaluating, every existing checkpoint.
 # :mod:`common.checkpoints.restore` reads training checkpoints through these.
 MODEL = "model"
+# Every model variable by its path. Keras 3 networks built from custom layers are
+# only partly reachable through ``MODEL`` (checkpoint tracking stops at layers held
+# in plain containers), and trainable variables are also reachable through the
+# optimizer, but batch-norm moving statistics of inner layers only through this.
+MODEL_WEIGHTS = "model_weights"
 OPTIMIZER = "optimizer"
 EMA = "ema"
 EPOCH = "epoch"
@@ -42,6 +47,41 @@ OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 EMA_NUM_UPDATES_KEY = f"{EMA}/{EMA_NUM_UPDATES}/{_VALUE_SUFFIX}"
 # Prefix of every model variable's key.
 MODEL_KEY_PREFIX = f"{MODEL}/"
+# Prefix of the keys of :data:`MODEL_WEIGHTS` (absent from checkpoints written
+# before it existed, which hold inner batch-norm statistics only as EMA shadows).
+MODEL_WEIGHTS_KEY_PREFIX = f"{MODEL_WEIGHTS}/"
+
+
+class ModelWeights(tf.Module):
+    """Every variable of a network, tracked by its path (``model.weights`` order).
+
+    Args:
+        model: a built Keras network whose variable paths are unique.
+    """
+
+    def __init__(self, model):
+        super().__init__(name=MODEL_WEIGHTS)
+        by_path = {}
+        for variable in model.weights:
+            if variable.path in by_path:
+                raise ValueError(f"Two variables of {model.name} share the path "
+                                 f"{variable.path!r}; checkpoints need unique paths.")
+            by_path[variable.path] = variable
+        self.by_path = by_path
+
+
+def holds_model_weights(keys):
+    """True when a checkpoint with variable ``keys`` saved :data:`MODEL_WEIGHTS`."""
+    return any(k.startswith(MODEL_WEIGHTS_KEY_PREFIX) for k in keys)
+
+
+def training_checkpoint(model, ema=None, **objects):
+    """The ``tf.train.Checkpoint`` of ``model`` (all its variables), ``ema`` (if
+    not None) and ``objects`` (named by this module's layout constants)."""
+    objects = {MODEL: model, MODEL_WEIGHTS: ModelWeights(model), **objects}
+    if ema is not None:
+        objects[EMA] = ema
+    return tf.train.Checkpoint(**objects)
 
 
 def ema_shadow_key(index):
@@ -101,12 +141,11 @@ class CheckpointState:
         self.best_metric = tf.Variable(float("-inf"), dtype=tf.float32, trainable=False,
                                        name="best_metric")
         self.step_variable = step if step is not None else optimizer.iterations
-        objects = {MODEL: model, OPTIMIZER: optimizer, EPOCH: self.epoch, STAGE: self.stage,
-                   EPOCH_STEP: self.epoch_step, BEST_METRIC: self.best_metric,
-                   STEP: self.step_variable}
-        if ema is not None:
-            objects[EMA] = ema
-        self.checkpoint = tf.train.Checkpoint(**objects)
+        self._objects = {OPTIMIZER: optimizer, EPOCH: self.epoch, STAGE: self.stage,
+                         EPOCH_STEP: self.epoch_step, BEST_METRIC: self.best_metric,
+                         STEP: self.step_variable}
+        self.model, self.ema = model, ema
+        self.checkpoint = training_checkpoint(model, ema, **self._objects)
         self.optimizer = optimizer
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                                   max_to_keep=max_to_keep)
@@ -130,6 +169,24 @@ class CheckpointState:
                      int(self.epoch.numpy()) + (1 if int(self.epoch_step.numpy()) else 0),
                      self.step)
         return path
+
+    def _restore_without_model_weights(self, path):
+        """Restores a checkpoint written before :data:`MODEL_WEIGHTS` existed: the
+        trainable variables come through the optimizer; batch-norm statistics of
+        inner layers were saved only as EMA shadows and restart from those."""
+        legacy = tf.train.Checkpoint(**{MODEL: self.model, **self._objects},
+                                     **({EMA: self.ema} if self.ema is not None else {}))
+        legacy.restore(path).expect_partial()
+        trainable = {id(v) for v in self.model.trainable_weights}
+        statistics = [(v, s) for v, s in zip(self.ema.averaged_variables, self.ema.shadows)
+                      if id(v) not in trainable] if self.ema is not None else []
+        for variable, shadow in statistics:
+            variable.assign(shadow)
+        logging.warning(
+            "%s predates checkpoints that hold every model variable: its %s",
+            path, f"{len(statistics)} non-trainable variables (batch-norm statistics) restart "
+            "from their moving averages." if statistics else
+            "batch-norm statistics of inner layers restart from their initial values.")
 
     def save_best(self, metric_value):
         """Keeps ``model_dir/best`` when ``metric_value`` beats the best so far.
@@ -157,7 +214,10 @@ class CheckpointState:
         path = self.manager.latest_checkpoint
         if path is None:
             return None
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        if holds_model_weights(tf.train.load_checkpoint(path).get_variable_to_shape_map()):
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        else:
+            self._restore_without_model_weights(path)
         logging.info("Resumed from %s (epoch %d done, %d steps into the next; step %d)", path,
                      int(self.epoch.numpy()), int(self.epoch_step.numpy()), self.step)
         return path

@@ -54,8 +54,7 @@ def set_seed(seed):
 
 
 def _apply_policy(config):
-    keras.mixed_precision.set_global_policy(
-        "mixed_float16" if config.runtime.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(config.runtime.policy)
 
 
 def train(config, options=None, distribution=None):
@@ -96,7 +95,7 @@ def train(config, options=None, distribution=None):
     logger.metadata({"model_name": config.model.name, "global_batch_size": setup.global_batch,
                      "steps_per_epoch": setup.steps_per_epoch,
                      "num_epochs": train_cfg.num_epochs, "replicas": distribution.size,
-                     "mixed_precision": runtime.mixed_precision, "use_xla": runtime.use_xla,
+                     "precision": runtime.policy, "use_xla": runtime.use_xla,
                      "grad_accum_steps": train_cfg.grad_accum_steps})
     evaluate_fn = None
     if options.eval_during_training:
@@ -108,7 +107,7 @@ def train(config, options=None, distribution=None):
                         save_every_n_epochs=options.save_every_n_epochs,
                         evaluate_fn=evaluate_fn,
                         eval_every_n_epochs=config.eval.every_n_epochs,
-                        primary_metric=family.primary_metric, amp=runtime.mixed_precision,
+                        primary_metric=family.primary_metric, amp=runtime.loss_scaling,
                         save_every_n_steps=runtime.checkpoint_every_n_steps,
                         batches_per_step=setup.batches_per_step,
                         advice=_divergence_advice(config))
@@ -175,7 +174,7 @@ def _divergence_advice(config):
     def advice(kind):
         lr = f"train.learning_rate={train_cfg.learning_rate:g}"
         lower = f"--override train.learning_rate={train_cfg.learning_rate / 10:g}"
-        if kind == "nan" and config.runtime.mixed_precision:
+        if kind == "nan" and config.runtime.loss_scaling:
             first = ("Under mixed_float16 the loss scale already fell to its floor, so the "
                      "float16 range is not the cause. ")
         else:

@@ -139,7 +139,7 @@ def build_optimizer_and_ema(config, network, schedule):
     optimizer = build_optimizer(
         train_cfg.optimizer, schedule, momentum=train_cfg.momentum,
         weight_decay=train_cfg.weight_decay, clip_norm=train_cfg.clip_gradients_norm,
-        mixed_precision=config.runtime.mixed_precision, no_decay_variables=no_decay)
+        mixed_precision=config.runtime.loss_scaling, no_decay_variables=no_decay)
     ema = None
     if train_cfg.moving_average_decay > 0:
         ema = ExponentialMovingAverage(network.weights, train_cfg.moving_average_decay)

@@ -14,7 +14,7 @@ def test_plan_lists_every_case_of_the_issue():
     ids = [c["id"] for c in plan.build_plan("full", data)]
     assert "input/detection@512" in ids
     assert {"input/classification@300", "input/classification@384"} <= set(ids)
-    for variant in ("fp32", "xla", "amp", "amp+xla"):
+    for variant in ("fp32", "xla", "amp", "amp+xla", "bf16"):
         assert f"train/efficientdet-d0@512/{variant}" in ids
         assert f"train/efficientnetv2-s@300/{variant}" in ids
         assert f"infer/efficientdet-d0@512/{variant}" in ids
@@ -22,6 +22,13 @@ def test_plan_lists_every_case_of_the_issue():
     skipped = {c["id"] for c in plan.build_plan("full", data) if c.get("skip")}
     assert skipped == {i for i in ids if "amp" in i}  # labelled, not dropped
     assert not any(c.get("skip") for c in plan.build_plan("full", data, include_amp=True))
+    # bfloat16 runs everywhere, labelled with what it measures on this machine.
+    bf16 = {c["id"]: c for c in plan.build_plan("full", dict(data, cpu_flags=["avx512_bf16"]))
+            if c["id"].endswith("/bf16")}
+    assert bf16 and all(c["precision"] == "mixed_bfloat16" for c in bf16.values())
+    assert all("AVX512_BF16 (oneDNN)" in c["note"] for c in bf16.values())
+    emulated = plan.build_plan("full", dict(data, cpu_flags=["avx2"]))
+    assert all("WITHOUT" in c["note"] for c in emulated if c["id"].endswith("/bf16"))
 
 
 def test_xla_inference_runs_batch_1_only_without_a_gpu():
@@ -188,3 +195,60 @@ def test_timed_sections_of_parallel_cases_never_overlap_other_work(tmp_path):
             for other, _, s, e in spans:
                 if other != who:
                     assert e <= start or s >= end, (who, start, end, other, s, e)
+
+
+def _git_checkout():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return root if os.path.exists(os.path.join(root, ".git")) else None
+
+
+@pytest.mark.skipif(_git_checkout() is None, reason="A/B mode needs a git checkout")
+def test_ab_mode_runs_both_checkouts_and_reports_ratios(tmp_path):
+    """``--baseline HEAD``: the case runs in this tree and in a temporary worktree of HEAD,
+    alternating; the report has the ratios; the worktree is gone afterwards."""
+    import subprocess
+
+    root = _git_checkout()
+    lines = []
+    data = run_suite(str(tmp_path), mode="smoke", only=["input/classification"], jobs=1,
+                     baseline="HEAD", ab_rounds=2, log=lines.append)
+    ab = data["ab"]
+    assert ab["ref"] == "HEAD" and len(ab["commit"]) == 40 and not ab["failures"]
+    (entry,) = ab["cases"]
+    assert entry["id"] == "input/classification@64" and entry["rounds"] == 2
+    (row,) = entry["metrics"]
+    assert row["ours"]["n"] == row["baseline"]["n"] == 2
+    assert row["ratio"] == pytest.approx(row["ours"]["median"] / row["baseline"]["median"])
+    sides = [line.split()[3] for line in lines if line.startswith("[a/b ]")]
+    assert sides == ["ours", "baseline", "ours", "baseline"]
+    assert data["cases"][0]["status"] == "ok"
+    assert "## A/B against HEAD" in (tmp_path / "results.md").read_text()
+    worktrees = subprocess.run(["git", "-C", root, "worktree", "list"], capture_output=True,
+                               text=True, check=True).stdout
+    assert str(tmp_path) not in worktrees
+
+
+def test_ab_ratio_means_faster_for_latencies_too():
+    from benchmarks.baseline import compare
+
+    spec = {"id": "infer/x", "kind": "infer"}
+
+    def result(images_per_second, p50):
+        return {"rows": [{"model": "ours", "part": "network", "batch_size": 1,
+                          "round_images_per_second": {"median": images_per_second},
+                          "latency_ms": {"p50": p50}}]}
+
+    entry = compare(spec, [result(20.0, 50.0)], [result(10.0, 100.0)])
+    ratios = {row["metric"]: row["ratio"] for row in entry["metrics"]}
+    assert ratios == {"network batch 1 images/s": 2.0, "network batch 1 p50 ms": 2.0}
+
+
+@pytest.mark.skipif(_git_checkout() is None, reason="A/B mode needs a git checkout")
+def test_unknown_baseline_is_one_error_line(tmp_path, capsys):
+    from benchmarks.run import main
+
+    code = main(["--output_dir", str(tmp_path), "--mode", "smoke", "--only", "input/",
+                 "--baseline", "no-such-ref-xyz"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --baseline 'no-such-ref-xyz' is not a commit")

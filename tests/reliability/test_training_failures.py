@@ -116,22 +116,26 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, sample_dir):
     want, got = _checkpoint_values(straight), _checkpoint_values(killed)
     assert set(want) == set(got)
     differing = {n for n in want if not np.array_equal(want[n], got[n])}
-    # Every model variable (weights and batch-norm statistics), optimizer slot and
-    # counter is bit-identical. Known gap (README): the EMA shadows of the batch-norm
-    # *statistics* still differ after a resume; every other shadow is exact.
-    assert not {n for n in differing if not n.startswith("ema/shadows/")}, sorted(differing)[:10]
-    assert differing <= _batch_norm_statistic_shadows(straight), sorted(differing)[:10]
+    # Every model variable (weights and batch-norm statistics), EMA shadow, optimizer
+    # slot and counter is bit-identical.
+    assert not differing, sorted(differing)[:10]
     assert int(got["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 12
+    # ... and the checkpoint holds every model variable by path, batch-norm
+    # statistics of inner layers included (not only their EMA shadows).
+    assert _saved_model_variables(killed) == _model_variable_paths(killed)
 
 
-def _batch_norm_statistic_shadows(model_dir):
-    """Checkpoint keys of the EMA shadows that average batch-norm moving statistics."""
+def _model_variable_paths(model_dir):
     from common.config import build_network, load_config
 
     model = build_network(load_config(str(model_dir / "config.yaml")))
-    averaged = [v for v in model.weights if "float" in str(v.dtype)]
-    return {f"ema/shadows/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i, v in enumerate(averaged)
-            if "moving_mean" in v.path or "moving_variance" in v.path}
+    return {v.path for v in model.weights}
+
+
+def _saved_model_variables(model_dir):
+    prefix = "model_weights/by_path/"
+    return {n[len(prefix):].split("/.ATTRIBUTES")[0].replace(".S", "/")
+            for n in _checkpoint_values(model_dir) if n.startswith(prefix)}
 
 
 @pytest.mark.slow

@@ -47,6 +47,27 @@ def test_xla_and_amp_complete_an_epoch(quickstart_config, tmp_path):
 
 
 @pytest.mark.slow
+def test_bfloat16_detector_learns_like_float32(quickstart_config, tmp_path):
+    """``runtime.precision=mixed_bfloat16``: no loss scaling, float32 variables, and the
+    loss falls over a few steps on the sample data as it does in float32."""
+    import keras
+
+    losses = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        config = quickstart_config("detection", tmp_path / precision,
+                                   f"runtime.precision={precision}", "train.steps_per_epoch=6",
+                                   "train.num_epochs=1", "train.batch_size=2", "train.seed=3",
+                                   "runtime.log_every_n_steps=1")
+        result = train(config)
+        losses[precision] = [h["total_loss"] for h in result["history"]]
+        keras.mixed_precision.set_global_policy("float32")
+    fp32, bf16 = losses["float32"], losses["mixed_bfloat16"]
+    assert len(bf16) == 6 and all(np.isfinite(bf16))
+    assert np.mean(bf16[-2:]) < bf16[0], bf16
+    np.testing.assert_allclose(bf16, fp32, rtol=0.1)
+
+
+@pytest.mark.slow
 def test_detector_xla_and_amp_complete_an_epoch(quickstart_config, tmp_path):
     config = quickstart_config("detection", tmp_path, "runtime.use_xla=true",
                                "runtime.mixed_precision=true", "train.steps_per_epoch=2",

@@ -27,10 +27,13 @@ def _small_model():
 
 
 def _train(accum, mixed, steps=3, xla=False, optimizer="sgd"):
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    """``mixed``: False (float32), True (mixed_float16) or a Keras policy name."""
+    policy = mixed if isinstance(mixed, str) else ("mixed_float16" if mixed else "float32")
+    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
     model = _small_model()
-    opt = build_optimizer(optimizer, 0.05, momentum=0.9, clip_norm=10.0, mixed_precision=mixed)
+    opt = build_optimizer(optimizer, 0.05, momentum=0.9, clip_norm=10.0,
+                          mixed_precision=policy == "mixed_float16")
     step = TrainStep(model, MeanSquaredTask(), opt, grad_accum_steps=accum, use_xla=xla,
                      weight_decay=1e-3, weight_decay_exclude=r".*bias.*")
     rng = np.random.RandomState(1)
@@ -62,6 +65,20 @@ def test_accumulation_equals_big_batch_mixed_float16():
     reference, _, _ = _train(1, mixed=False)
     assert max(np.abs(a - b).max() for a, b in zip(reference, small)) < 2e-2
     assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
+
+
+def test_accumulation_equals_big_batch_mixed_bfloat16():
+    """bfloat16 compute, float32 variables, no loss scaling: accumulation still equals
+    the big batch (bfloat16 rounding only) and stays close to float32 training."""
+    big, _, _ = _train(1, mixed="mixed_bfloat16")
+    small, losses, opt = _train(4, mixed="mixed_bfloat16")
+    assert all(v.dtype == np.float32 for v in small)
+    for a, b in zip(big, small):
+        np.testing.assert_allclose(a, b, atol=1e-2)
+    reference, _, _ = _train(1, mixed=False)
+    assert max(np.abs(a - b).max() for a, b in zip(reference, small)) < 5e-2
+    assert not isinstance(opt, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(float(losses["total_loss"]))
 
 
 def test_xla_step_matches_eager_step():
