@@ -20,6 +20,7 @@ from absl import app, flags, logging
 import model_zoo  # noqa: F401  (registers the model families)
 from common.checkpoints import CheckpointError
 from common.config import ConfigError, build_network, dump_config, load_config
+from common.config.schema import PRECISIONS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval", "summary"],
@@ -55,7 +56,7 @@ flags.DEFINE_integer("checkpoint_every_n_steps", None,
 flags.DEFINE_bool("use_xla", None, "Compile the train step with XLA.")
 flags.DEFINE_bool("amp", None, "Mixed precision (mixed_float16 + dynamic loss scaling); "
                   "the float16 shortcut of --precision.")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+flags.DEFINE_enum("precision", None, list(PRECISIONS),
                   "Compute dtype policy (variables stay float32). mixed_bfloat16 needs no loss "
                   "scaling: for Ampere+/Hopper GPUs, TPUs and CPUs with AVX512_BF16/AMX.")
 flags.DEFINE_integer("eval_steps", None, "Evaluate on at most this many batches.")

@@ -76,10 +76,10 @@ def _policy(spec):
     return spec.get("precision") or ("mixed_float16" if spec.get("amp") else "float32")
 
 
-def _set_policy(spec):
+def _set_policy(policy):
     import keras
 
-    keras.mixed_precision.set_global_policy(_policy(spec))
+    keras.mixed_precision.set_global_policy(policy)
 
 
 def _device_source(batch):
@@ -163,7 +163,7 @@ def train(spec, gate):
     from common.training.setup import build_optimizer_and_ema, build_training_setup
     from benchmarks.timing import interleaved
 
-    _set_policy(spec)
+    _set_policy(_policy(spec))
     keras.utils.set_random_seed(0)
     config = _config(spec)
     batch = spec["batch_size"]
@@ -259,9 +259,9 @@ def infer(spec, gate):
         from benchmarks.reference import build_reference_classifier
         from efficientnet_v2.inference import ClassifierInference
 
-        _set_policy(spec)
+        _set_policy(policy)
         reference = build_reference_classifier(size, config.model.num_classes)
-        _set_policy({})
+        _set_policy("float32")
         wrapped = ClassifierInference(reference, size, normalization=config.model.preprocessing)
         targets += [("keras_reference", part, make) for _, part, make in
                     benchmark_targets.keras_targets(lambda _amp: wrapped, [variant])]

@@ -24,7 +24,6 @@ same numbers the released checkpoints were trained with:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Sequence, Tuple, Union
 
 import numpy as np
@@ -158,14 +157,16 @@ class AnchorSet:
         return [h * w * self.anchors_per_location for h, w in self.level_sizes]
 
     @classmethod
-    def build(cls, image_size: ImageSize, *args, **kwargs) -> "AnchorSet":
-        """Generates the anchors; arguments (and defaults) as in :func:`generate_anchors`."""
-        bound = inspect.signature(generate_anchors).bind(image_size, *args, **kwargs)
-        bound.apply_defaults()
-        layout = dict(bound.arguments)
-        min_level, max_level = layout["min_level"], layout["max_level"]
-        num_scales, aspect_ratios = layout["num_scales"], layout["aspect_ratios"]
-        anchor_scale = layout["anchor_scale"]
+    def build(
+        cls,
+        image_size: ImageSize,
+        min_level: int = 3,
+        max_level: int = 7,
+        num_scales: int = 3,
+        aspect_ratios: Sequence = (1.0, 2.0, 0.5),
+        anchor_scale: Union[float, Sequence[float]] = 4.0,
+    ) -> "AnchorSet":
+        """Generates the anchors; arguments as in :func:`generate_anchors`."""
         size = parse_image_size(image_size)
         boxes = generate_anchors(size, min_level, max_level, num_scales, aspect_ratios, anchor_scale)
         levels = feature_sizes(size, max_level)[min_level:]

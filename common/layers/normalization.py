@@ -29,9 +29,11 @@ class BatchNorm(keras.layers.BatchNormalization):
     fused = True
 
     def _uses_fused_kernel(self, inputs, training, mask):
+        # Keras stores ``axis`` as an int.
         return (self.fused and keras.backend.backend() == "tensorflow"
-                and mask is None and isinstance(training, (bool, type(None))) and not self.synchronized and not self.renorm
-                and len(inputs.shape) == 4 and self.axis in (-1, 3, [3], [-1])
+                and mask is None and isinstance(training, (bool, type(None)))
+                and not self.synchronized and not self.renorm
+                and len(inputs.shape) == 4 and self.axis in (-1, 3)
                 and self.epsilon >= _MIN_FUSED_EPSILON)
 
     def call(self, inputs, training=None, mask=None):
