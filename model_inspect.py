@@ -53,6 +53,9 @@ flags.DEFINE_string("config", None, "Optional YAML recipe from configs/.")
 flags.DEFINE_string("hparams", None, "Comma-separated overrides, e.g. 'image_size=640x384'.")
 flags.DEFINE_string("ckpt_path", None, "Training model dir / prefix, or an official checkpoint.")
 flags.DEFINE_bool("use_ema", True, "Load the moving-average weights when present.")
+flags.DEFINE_bool("fold_batch_norm", True,
+                  "Fold every batch norm into the conv before it (conv + bias; same outputs "
+                  "within float rounding, faster). --nofold_batch_norm keeps them.")
 flags.DEFINE_string("export_dir", None, "Output directory of saved_model / tflite / onnx.")
 flags.DEFINE_string("saved_model_dir", None, "Run infer / benchmark on this exported SavedModel "
                     "(its config.yaml is used unless --config is given).")
@@ -115,7 +118,8 @@ def _write_json(data):
 def _module(config, mixed_precision=False):
     from common.export.factory import build_inference_module
 
-    return build_inference_module(config, FLAGS.ckpt_path, FLAGS.use_ema, mixed_precision)
+    return build_inference_module(config, FLAGS.ckpt_path, FLAGS.use_ema, mixed_precision,
+                                  fold_batch_norm=FLAGS.fold_batch_norm)
 
 
 def _require(flag_name):

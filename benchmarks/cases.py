@@ -43,8 +43,12 @@ def _config(spec):
         overrides.append(f"data.train_file_pattern={spec['train_file_pattern']}")
     if spec.get("batch_size"):
         overrides.append(f"train.batch_size={spec['batch_size']}")
+    if spec.get("gradient_checkpointing"):
+        overrides.append(f"train.gradient_checkpointing={spec['gradient_checkpointing']}")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return load_config(os.path.join(root, recipe), overrides=overrides)
+    # The recipe's settings, for the spec's model (D0's recipe also serves D1-D7).
+    return load_config(os.path.join(root, recipe), model_name=spec["model"],
+                       overrides=overrides)
 
 
 def _multiply_adds(model, image_size, cache_path, key):

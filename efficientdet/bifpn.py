@@ -181,6 +181,15 @@ class ResampleFeatureMap(keras.layers.Layer):
                 self.bn = batch_norm("bn", self.bn_momentum, self.bn_epsilon, self.sync_bn)
                 self.bn.build(tuple(input_shape[:-1]) + (self.filters,))
 
+    def fold_batch_norms(self):
+        """Folds the batch norm into the 1×1 conv (inference only); returns
+        how many were folded (0 or 1)."""
+        if self.bn is None:
+            return 0
+        from common.layers.batch_norm_folding import fold_into_conv
+
+        return fold_into_conv(self.conv, self.bn)
+
     def _project(self, x, training):
         if self.conv is None:
             return x
@@ -278,6 +287,12 @@ class OpAfterCombine(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
+
+    def fold_batch_norms(self):
+        """Folds the batch norm into the conv (inference only); returns 1."""
+        from common.layers.batch_norm_folding import fold_into_conv
+
+        return fold_into_conv(self.conv, self.bn)
 
     def get_config(self):
         config = super().get_config()
@@ -463,6 +478,9 @@ class BiFPNCell(keras.layers.Layer):
         min_level, max_level: levels of the input list.
         settings: what every node shares (:class:`BiFPNSettings`).
     """
+
+    # train.gradient_checkpointing=bifpn recomputes each cell (common.layers.recompute).
+    checkpoint_group = "bifpn"
 
     def __init__(
         self,

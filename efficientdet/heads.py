@@ -31,6 +31,8 @@ class _LevelSharedHead(keras.layers.Layer):
     """Shared conv tower + per-level BN + predict conv; see :class:`ClassNet`."""
 
     _prefix = None
+    # train.gradient_checkpointing=all recomputes each head (common.layers.recompute).
+    checkpoint_group = "head"
 
     def __init__(
         self,
@@ -122,11 +124,59 @@ class _LevelSharedHead(keras.layers.Layer):
         self.predict.build((None, None, None, channels))
 
     def call(self, feats, training=None):
+        if self._folded_convs is not None:
+            return self._folded_call(feats, training)
         outputs = []
         for level_index, x in enumerate(feats):
             for conv, bns, drop_path in zip(self.convs, self.bns, self.drop_paths):
                 y = self._act(bns[level_index](conv(x), training=training))
                 x = y if drop_path is None else drop_path(y, training=training) + x
+            outputs.append(self.predict(x))
+        return outputs
+
+    # Per conv and level once the batch norms are folded: (kernels, bias) as
+    # NumPy constants, kernels = (depthwise, pointwise) or (kernel,).
+    _folded_convs = None
+
+    def fold_batch_norms(self):
+        """Folds the per-level batch norms into per-level copies of the shared
+        convs (inference only): conv ``i`` at level ``l`` gets its pointwise
+        (or plain) kernel scaled and its bias shifted by batch norm ``(i, l)``.
+        The depthwise kernels stay shared. Returns how many were folded."""
+        from common.layers.batch_norm_folding import affine_factors, scaled_kernel
+
+        folded = []
+        for conv, bns in zip(self.convs, self.bns):
+            per_level = []
+            bias = keras.ops.convert_to_numpy(conv.bias).astype("float64")
+            for bn in bns:
+                scale, shift = affine_factors(bn)
+                _, kernel = scaled_kernel(conv, scale)
+                kernels = (keras.ops.convert_to_numpy(conv.depthwise_kernel), kernel) \
+                    if self.separable_conv else (kernel,)
+                per_level.append((tuple(k.astype("float32") for k in kernels),
+                                  (bias * scale + shift).astype("float32")))
+                bn.set_folded(None)
+            folded.append(per_level)
+        self._folded_convs = folded
+        return sum(len(bns) for bns in self.bns)
+
+    def _folded_call(self, feats, training):
+        if isinstance(training, bool) and training:
+            raise ValueError(f"{self.name} has its batch norms folded (an inference-only "
+                             "network) and cannot run in training mode.")
+        ops = keras.ops
+        outputs = []
+        for level_index, x in enumerate(feats):
+            for per_level, drop_path in zip(self._folded_convs, self.drop_paths):
+                kernels, bias = per_level[level_index]
+                kernels = [ops.cast(k, x.dtype) for k in kernels]
+                if self.separable_conv:
+                    y = ops.separable_conv(x, kernels[0], kernels[1], padding="same")
+                else:
+                    y = ops.conv(x, kernels[0], padding="same")
+                y = self._act(y + ops.cast(bias, x.dtype))
+                x = y if drop_path is None else y + x
             outputs.append(self.predict(x))
         return outputs
 

@@ -22,6 +22,8 @@ RESUME_ALLOWED = (
     # continue the same weights and optimizer slots.
     "train.learning_rate", "train.lr_warmup_epoch", "train.lr_warmup_init",
     "train.clip_gradients_norm", "train.divergence_factor", "train.divergence_patience",
+    # Recomputing activations changes memory and time, not the values.
+    "train.gradient_checkpointing",
     # Where the data lives (the user names them explicitly) and how fast it is read.
     "data.train_file_pattern", "data.val_file_pattern", "data.val_json_file",
     "data.num_parallel_calls", "data.private_threadpool_size", "data.cache",

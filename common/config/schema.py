@@ -17,6 +17,10 @@ STRATEGIES = ("auto", "default", "horovod", "mirrored", "multi_worker")
 # Keras dtype policies a run may use: float32, or float16 / bfloat16 compute with
 # float32 variables (float16 with dynamic loss scaling; bfloat16 needs none).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# train.gradient_checkpointing → the layer groups recomputed in the backward pass
+# (layers declare their group: common.layers.recompute.checkpoint_groups).
+GRADIENT_CHECKPOINTING = {"none": (), "backbone": ("backbone",), "bifpn": ("bifpn",),
+                          "all": ("backbone", "bifpn", "head")}
 FREEZE_PRESETS = ("backbone", "backbone+bifpn")
 FREEZE_REGEX_PREFIX = "re:"
 
@@ -95,6 +99,10 @@ class TrainConfig:
     # Fine-tuning: "backbone", "backbone+bifpn" or "re:<regex over variable paths>"
     # (see common.training.freeze); null / "none" trains everything.
     freeze: str | None = None
+    # Recompute activations in the backward pass to save memory (see README
+    # "Memory"): "none", "backbone" (each block), "bifpn" (each BiFPN cell),
+    # "all" (blocks, cells and the prediction heads).
+    gradient_checkpointing: str = "none"
 
     def validate(self):
         _check(self.batch_size > 0, f"train.batch_size must be > 0, got {self.batch_size}.")
@@ -113,6 +121,9 @@ class TrainConfig:
         _check(self.divergence_patience >= 1,
                f"train.divergence_patience must be >= 1, got {self.divergence_patience}.")
         parse_freeze(self.freeze)
+        _check(self.gradient_checkpointing in GRADIENT_CHECKPOINTING,
+               f"train.gradient_checkpointing {self.gradient_checkpointing!r} is not one of "
+               f"{tuple(GRADIENT_CHECKPOINTING)}.")
 
 
 def parse_freeze(spec):
@@ -150,6 +161,10 @@ class EvalConfig:
     eval_samples: int | None = None
     every_n_epochs: int = 1
     use_ema: bool = True
+    # A stand-alone evaluation (--mode eval) folds every batch norm into its conv
+    # (same metrics within float rounding, faster); evaluation during training
+    # shares the training network and never folds.
+    fold_batch_norm: bool = True
 
     def validate(self):
         _check(self.batch_size > 0, "eval.batch_size must be > 0.")

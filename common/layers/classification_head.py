@@ -63,6 +63,12 @@ class ClassificationHead(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
+    def fold_batch_norms(self):
+        """Folds the batch norm into the 1×1 conv (inference only); returns 1."""
+        from common.layers.batch_norm_folding import fold_into_conv
+
+        return fold_into_conv(self.conv, self.bn)
+
     def get_config(self):
         config = super().get_config()
         config.update(

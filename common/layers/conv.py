@@ -98,6 +98,12 @@ class ConvBnAct(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
 
+    def fold_batch_norms(self):
+        """Folds the batch norm into the conv (inference only); returns 1."""
+        from common.layers.batch_norm_folding import fold_into_conv
+
+        return fold_into_conv(self.conv, self.bn)
+
     def get_config(self):
         config = super().get_config()
         config.update(

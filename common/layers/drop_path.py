@@ -1,6 +1,8 @@
 """Drop path / stochastic depth (Huang et al., 2016) on residual branches."""
 import keras
 
+from common.layers.recompute import ReplayableSeedGenerator
+
 
 class DropPath(keras.layers.Layer):
     """Zeroes the whole residual branch of a sample with probability ``rate``.
@@ -19,7 +21,8 @@ class DropPath(keras.layers.Layer):
             raise ValueError(f"DropPath rate must be in [0, 1), got {rate}.")
         self.rate = float(rate)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
+        # Replayable: a checkpointed block recomputed for its gradients draws the same mask.
+        self.seed_generator = ReplayableSeedGenerator(seed) if rate > 0 else None
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:

@@ -5,7 +5,7 @@ Imported only on the TensorFlow backend.
 import tensorflow as tf
 
 
-def fused_batch_norm(layer, inputs, training):
+def fused_batch_norm(layer, inputs, training, update_statistics=True):
     """Batch norm of ``inputs`` ``[N, H, W, C]`` with ``layer``'s variables, fused.
 
     Training normalizes with the batch statistics and moves ``layer``'s moving
@@ -16,7 +16,9 @@ def fused_batch_norm(layer, inputs, training):
     Args:
         layer: a built ``keras.layers.BatchNormalization`` (channels-last).
         inputs: float32 / float16 / bfloat16 ``[N, H, W, C]``.
-        training: Python bool: use and update batch statistics.
+        training: Python bool: use (and update) batch statistics.
+        update_statistics: in training, move the moving statistics (False when
+            a checkpointed layer is recomputed: the first pass already did).
 
     Returns:
         ``[N, H, W, C]`` in the dtype of ``inputs``.
@@ -41,6 +43,8 @@ def fused_batch_norm(layer, inputs, training):
     # n / (n - 1) undone; one value per channel (n = 1) has variance 0.
     variance = tf.where(count > 1.0, unbiased * ((count - 1.0) / tf.maximum(count, 1.0)),
                         tf.zeros_like(unbiased))
+    if not update_statistics:
+        return outputs
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))

@@ -22,6 +22,9 @@ def _numbered(base, index):
 class _InvertedResidual(keras.layers.Layer):
     """Shared arguments, residual logic and config of both block types."""
 
+    # train.gradient_checkpointing=backbone recomputes each block (common.layers.recompute).
+    checkpoint_group = "backbone"
+
     def __init__(
         self,
         input_filters,
@@ -92,6 +95,16 @@ class _InvertedResidual(keras.layers.Layer):
         if self.drop_path is not None:
             x = self.drop_path(x, training=training)
         return x + inputs
+
+    def fold_batch_norms(self):
+        """Folds each batch norm into the conv before it (inference only);
+        returns how many were folded."""
+        from common.layers.batch_norm_folding import fold_into_conv
+
+        pairs = [(getattr(self, "expand_conv", None), getattr(self, "expand_bn", None)),
+                 (getattr(self, "depthwise", None), getattr(self, "depthwise_bn", None)),
+                 (self.project_conv, self.project_bn)]
+        return sum(fold_into_conv(conv, bn) for conv, bn in pairs if bn is not None)
 
     def compute_output_shape(self, input_shape):
         def down(size):

@@ -13,6 +13,8 @@ other backends keep Keras' own path.
 """
 import keras
 
+from common.layers.recompute import replaying
+
 # FusedBatchNormV3 (cuDNN) refuses a smaller variance epsilon.
 _MIN_FUSED_EPSILON = 1.001e-5
 
@@ -27,6 +29,20 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     fused = True
+    # Set by ``set_folded`` once the layer is folded into the conv before it.
+    _folded = False
+    _folded_bias = None
+
+    @property
+    def folded(self):
+        """True once folded into the preceding conv (see ``batch_norm_folding``)."""
+        return self._folded
+
+    def set_folded(self, bias):
+        """Marks the layer folded: it then only adds ``bias`` (float ``[C]``,
+        or None to pass values through). Inference only; irreversible."""
+        self._folded = True
+        self._folded_bias = bias
 
     def _uses_fused_kernel(self, inputs, training, mask):
         # Keras stores ``axis`` as an int.
@@ -37,12 +53,31 @@ class BatchNorm(keras.layers.BatchNormalization):
                 and self.epsilon >= _MIN_FUSED_EPSILON)
 
     def call(self, inputs, training=None, mask=None):
+        if self._folded:
+            return self._folded_call(inputs, training)
+        # A checkpointed layer being recomputed: same batch statistics, no second update.
+        update = not replaying()
         if not self._uses_fused_kernel(inputs, training, mask):
-            return super().call(inputs, training=training, mask=mask)
+            if update:
+                return super().call(inputs, training=training, mask=mask)
+            momentum, self.momentum = self.momentum, 1.0  # moving = moving * 1 + batch * 0
+            try:
+                return super().call(inputs, training=training, mask=mask)
+            finally:
+                self.momentum = momentum
         from common.layers.fused_batch_norm_tf import fused_batch_norm
 
-        outputs = fused_batch_norm(self, inputs, bool(training) and self.trainable)
+        outputs = fused_batch_norm(self, inputs, bool(training) and self.trainable, update)
         return keras.ops.cast(outputs, self.compute_dtype)
+
+    def _folded_call(self, inputs, training):
+        if isinstance(training, bool) and training:
+            raise ValueError(f"{self.name} is folded into its convolution (an inference-only "
+                             "network) and cannot run in training mode.")
+        inputs = keras.ops.cast(inputs, self.compute_dtype)
+        if self._folded_bias is None:
+            return inputs
+        return inputs + keras.ops.cast(self._folded_bias, self.compute_dtype)
 
 
 def batch_norm(name, momentum=0.99, epsilon=1e-3, synchronized=False):

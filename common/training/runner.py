@@ -20,6 +20,7 @@ from absl import logging
 from common.atomic_files import atomic_write
 from common.checkpoints import restore_for_inference
 from common.config import ConfigError, build_network, dump_config
+from common.layers.batch_norm_folding import fold_batch_norms
 from common.training.checkpoints import remove_stale_checkpoint_files
 from common.training.determinism import configure_determinism
 from common.training.distribution import SingleProcess
@@ -227,6 +228,8 @@ def evaluate(config, options=None, distribution=None):
     _apply_policy(config)
     model = build_network(config)
     restore_for_inference(model, path, use_ema=config.eval.use_ema)
+    if config.eval.fold_batch_norm:
+        fold_batch_norms(model)
     if config.runtime.model_dir and distribution.is_chief:
         results_json = os.path.join(config.runtime.model_dir, family.results_file) \
             if family.results_file else None

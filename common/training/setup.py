@@ -13,6 +13,8 @@ from absl import logging
 
 from common.checkpoints import CheckpointError, restore_with_report
 from common.config import ConfigError, build_network, dump_config
+from common.config.schema import GRADIENT_CHECKPOINTING
+from common.layers.recompute import checkpoint_groups, checkpoint_groups_present
 from common.training.checkpoints import CheckpointState
 from common.training.divergence import DivergenceWatch
 from common.training.ema import ExponentialMovingAverage
@@ -93,6 +95,7 @@ def build_training_setup(config, distribution, task, init_checkpoint=None, resum
             restored = restore_with_report(model, init_checkpoint, use_ema=True,
                                            skip_mismatch=True)
         frozen = apply_freeze(model, config)
+        _apply_gradient_checkpointing(model, config)
         if restored is not None or train_cfg.freeze:
             _log_fine_tuning_start(model, init_checkpoint, restored, frozen)
 
@@ -178,6 +181,23 @@ def _restore_for_resume(state, latest, config):
         current = open(path).read() if os.path.isfile(path) else None
         if text != current:
             dump_config(config, path)
+
+
+def _apply_gradient_checkpointing(model, config):
+    """Makes the layers ``train.gradient_checkpointing`` names recompute their
+    activations in the backward pass (same values, less memory, more time)."""
+    mode = config.train.gradient_checkpointing
+    groups = GRADIENT_CHECKPOINTING[mode]
+    if not groups:
+        return
+    count = checkpoint_groups(model, groups)
+    if not count:
+        usable = [name for name, wanted in GRADIENT_CHECKPOINTING.items()
+                  if wanted and checkpoint_groups_present(model, wanted)]
+        raise ConfigError(f"train.gradient_checkpointing={mode}: {config.model.name} has no "
+                          f"such layers; use one of {['none'] + usable}.")
+    logging.info("Gradient checkpointing (%s): %d layers recompute their activations in the "
+                 "backward pass.", mode, count)
 
 
 def _log_fine_tuning_start(model, init_checkpoint, restored, frozen):
