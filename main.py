@@ -268,11 +268,20 @@ def run(config, distribution):
 
 
 def _print_metrics(metrics):
+    """The metrics, then (detection) the per-class AP table, best class first."""
+    per_class = {k[len("AP_/"):]: v for k, v in metrics.items() if k.startswith("AP_/")}
     for key, value in metrics.items():
+        if key.startswith("AP_/"):
+            continue
         if isinstance(value, float):
             print(f"{key:>24}: {value:.4f}")
         else:
             print(f"{key:>24}: {value}")
+    if per_class:
+        width = max(12, *(len(name) for name in per_class))
+        print(f"\n{'class':<{width}}  AP (IoU 0.50:0.95; -1 = no ground truth)")
+        for name, value in sorted(per_class.items(), key=lambda item: (-item[1], item[0])):
+            print(f"{name:<{width}}  {value:.4f}")
 
 
 def _check_positional(argv):

@@ -51,7 +51,9 @@ flags.DEFINE_string("model_name", None, "Model to inspect (default: the config's
                     "efficientdet-d0).")
 flags.DEFINE_string("config", None, "Optional YAML recipe from configs/.")
 flags.DEFINE_string("hparams", None, "Comma-separated overrides, e.g. 'image_size=640x384'.")
-flags.DEFINE_string("ckpt_path", None, "Training model dir / prefix, or an official checkpoint.")
+flags.DEFINE_string("ckpt_path", None, "Training model dir / prefix (its config.yaml and class "
+                    "names are used unless --config / --label_map are given), or an official "
+                    "checkpoint.")
 flags.DEFINE_bool("use_ema", True, "Load the moving-average weights when present.")
 flags.DEFINE_bool("fold_batch_norm", True,
                   "Fold every batch norm into the conv before it (conv + bias; same outputs "
@@ -70,7 +72,8 @@ flags.DEFINE_string("input_image", None, "Image file or glob (infer; int8 calibr
 flags.DEFINE_string("output_image_dir", None, "infer: where annotated images are written.")
 flags.DEFINE_string("input_video", None, "infer_video: video file to run the detector on.")
 flags.DEFINE_string("output_video", None, "infer_video: annotated video (.mp4 or .avi).")
-flags.DEFINE_string("label_map", None, "'coco' or a yaml / json / txt id→name file.")
+flags.DEFINE_string("label_map", None, "'coco' or a yaml / json / txt label map ({id: name} or "
+                    "{name: id}); default: the --ckpt_path model directory's class names.")
 flags.DEFINE_float("min_score_thresh", 0.4, "infer: smallest score drawn.")
 flags.DEFINE_integer("max_boxes_to_draw", 100, "infer: most boxes drawn per image.")
 flags.DEFINE_integer("batch_size", None,
@@ -261,9 +264,15 @@ def run_infer(config):
 
 
 def _label_map(config):
-    from common.export.label_map import load_label_map
+    """--label_map; else the class names the --ckpt_path model directory carries; else
+    COCO's for a 90-class detector (the official checkpoints)."""
+    from common.export.label_map import load_label_map, model_dir_label_map
 
     detection = config.task == "detection"
+    if not FLAGS.label_map:
+        names = model_dir_label_map(FLAGS.ckpt_path)
+        if names:
+            return names
     coco = detection and config.model.num_classes == 90
     return load_label_map(FLAGS.label_map or ("coco" if coco else None),
                           first_id=1 if detection else 0)
@@ -330,13 +339,23 @@ def _user_errors():
 
 
 def _config_file():
-    """--config, else the config.yaml written beside an exported SavedModel."""
-    if FLAGS.config or not FLAGS.saved_model_dir:
+    """--config, else the config.yaml written beside an exported SavedModel, else the
+    one of the model directory --ckpt_path points into."""
+    if FLAGS.config:
         return FLAGS.config
-    from common.export.saved_model import saved_model_config_path
+    if FLAGS.saved_model_dir:
+        from common.export.saved_model import saved_model_config_path
 
-    path = saved_model_config_path(FLAGS.saved_model_dir)
-    return path if os.path.isfile(path) else None
+        path = saved_model_config_path(FLAGS.saved_model_dir)
+        return path if os.path.isfile(path) else None
+    from common.model_dir import CONFIG_FILE, model_dir_of
+
+    directory = model_dir_of(FLAGS.ckpt_path)
+    if directory:
+        logging.info("Using %s/%s (pass --config to use another recipe).", directory,
+                     CONFIG_FILE)
+        return os.path.join(directory, CONFIG_FILE)
+    return None
 
 
 def main(argv):

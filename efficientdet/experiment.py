@@ -2,6 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
+from common.export.label_map import run_label_map
 from common.training.loop import TrainingStage
 from dataset.input_utils import EpochSpan
 from dataset.record_check import RecordChecker
@@ -63,14 +64,15 @@ class DetectionExperiment:
             outputs = model(images, training=False)
             return task.detect(outputs, image_scales)
 
-        evaluator = CocoEvaluator(self.config.data.val_json_file)
+        label_map, _ = run_label_map(self.config, first_id=1)
+        evaluator = CocoEvaluator(self.config.data.val_json_file, label_map)
         build_gt = not self.config.data.val_json_file
         for step, (images, labels) in enumerate(dataset):
             if max_steps is not None and step >= max_steps:
                 break
             detections = predict(images, labels["image_scales"])
             if preview is not None and step == 0:
-                preview(preview_pictures(images, labels, detections))
+                preview(preview_pictures(images, labels, detections, label_map=label_map))
             groundtruth = None
             if build_gt:
                 groundtruth = {
@@ -98,7 +100,7 @@ class DetectionExperiment:
                 for k, v in metrics.items()}
 
 
-def preview_pictures(images, labels, detections, max_images=4, min_score=0.3):
+def preview_pictures(images, labels, detections, max_images=4, min_score=0.3, label_map=None):
     """Side-by-side pictures of an evaluation batch in the network-input frame.
 
     Args:
@@ -108,6 +110,7 @@ def preview_pictures(images, labels, detections, max_images=4, min_score=0.3):
         detections: post-processed detections in original pixels.
         max_images: pictures made (the first of the batch).
         min_score: detections below this are not drawn.
+        label_map: optional ``{class_id: name}`` for the labels drawn.
 
     Returns:
         uint8 ``[N, H, 2W, 3]``: ground truth left, detections (``class: score``) right.
@@ -128,8 +131,8 @@ def preview_pictures(images, labels, detections, max_images=4, min_score=0.3):
     for i in range(count):
         real = gt_classes[i] > 0
         truth, _ = draw_detections(pixels[i], gt_boxes[i][real] / scales[i], np.ones(int(real.sum())),
-                                   gt_classes[i][real], min_score=0.0)
+                                   gt_classes[i][real], label_map, min_score=0.0)
         found, _ = draw_detections(pixels[i], boxes[i] / scales[i], scores[i], classes[i],
-                                   min_score=min_score)
+                                   label_map, min_score=min_score)
         pictures.append(np.concatenate([np.asarray(truth), np.asarray(found)], axis=1))
     return np.stack(pictures)

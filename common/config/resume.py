@@ -26,7 +26,7 @@ RESUME_ALLOWED = (
     "train.gradient_checkpointing",
     # Where the data lives (the user names them explicitly) and how fast it is read.
     "data.train_file_pattern", "data.val_file_pattern", "data.val_json_file",
-    "data.num_parallel_calls", "data.private_threadpool_size", "data.cache",
+    "data.num_parallel_calls", "data.private_threadpool_size", "data.cache", "data.label_map",
     "eval.*",
     "runtime.model_dir", "runtime.use_xla", "runtime.strategy", "runtime.sync_bn",
     "runtime.log_every_n_steps", "runtime.keep_checkpoint_max",

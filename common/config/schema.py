@@ -53,6 +53,9 @@ class DataConfig:
     cache: bool = False
     num_parallel_calls: int = -1
     private_threadpool_size: int = 0
+    # Class names ("coco" or a .json / .yaml / .txt label map). None: found next to
+    # the records or in val_json_file (common.export.label_map.run_label_map).
+    label_map: str | None = None
 
     def validate(self):
         _check(self.max_instances_per_image > 0, "data.max_instances_per_image must be > 0.")

@@ -4,8 +4,9 @@ Accepted ``--label_map`` values:
 
 * ``coco``: the 80 COCO 2017 categories under their original ids 1–90 (what
   the official EfficientDet checkpoints predict);
-* a ``.yaml`` / ``.yml`` / ``.json`` file holding a mapping ``{id: name}`` or a
-  list of names (numbered from ``first_id``);
+* a ``.yaml`` / ``.yml`` / ``.json`` file holding a mapping ``{id: name}``, the
+  mapping ``{name: id}`` the project's converters write (``label_map.json``),
+  or a list of names (numbered from ``first_id``);
 * a ``.txt`` file with one class per line, either ``name`` (numbered from
   ``first_id``) or ``id name`` / ``id: name``.
 
@@ -41,12 +42,28 @@ def _from_sequence(names, first_id):
     return {first_id + i: str(n) for i, n in enumerate(names)}
 
 
+def _integer(value):
+    """``value`` as an int when it is an integer or an integer string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
 def _from_mapping(mapping, path):
-    try:
-        return {int(k): str(v) for k, v in mapping.items()}
-    except (TypeError, ValueError):
-        raise LabelMapError(f"Label map {path!r}: keys must be integer class ids, "
-                            f"e.g. {{1: person, 2: car}}.") from None
+    ids = [_integer(k) for k in mapping]
+    if mapping and all(i is not None for i in ids):
+        return {i: str(v) for i, v in zip(ids, mapping.values())}
+    values = [_integer(v) for v in mapping.values()]
+    if mapping and all(v is not None for v in values):  # {name: id}, as the converters write
+        if len(set(values)) != len(values):
+            raise LabelMapError(f"Label map {path!r}: two names share a class id.")
+        return {v: str(k) for k, v in zip(mapping, values)}
+    raise LabelMapError(f"Label map {path!r} must map integer class ids to names "
+                        f"({{1: person, 2: car}}) or names to ids ({{person: 1, car: 2}}).")
 
 
 def _from_text(text, first_id, path):
@@ -102,3 +119,82 @@ def load_label_map(spec, first_id=1):
 def label_name(label_map, class_id):
     """The name of ``class_id``, or the id itself when the map does not know it."""
     return label_map.get(int(class_id), str(int(class_id)))
+
+
+# A model directory's class names, written by training (``{id: name}`` JSON).
+MODEL_DIR_LABEL_MAP = "label_map.json"
+_NEARBY_NAMES = ("label_map.json", "label_map.yaml", "label_map.txt")
+
+
+def _nearby_label_map(pattern):
+    """A label-map file in the folder of ``pattern`` (a file glob) or the one above."""
+    folder = os.path.dirname(os.path.abspath(pattern))
+    for directory in (folder, os.path.dirname(folder)):
+        for name in _NEARBY_NAMES:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _coco_categories(path):
+    with open(path, encoding="utf-8") as handle:
+        categories = json.load(handle).get("categories") or []
+    return {int(c["id"]): str(c["name"]) for c in categories if "id" in c and "name" in c}
+
+
+def model_dir_label_map(path):
+    """The class names a model directory carries (``{}`` when none).
+
+    Args:
+        path: a model directory, or a checkpoint prefix inside one (also in its
+            ``best/`` sub-folder).
+    """
+    from common.model_dir import model_dir_of
+
+    directory = model_dir_of(path)
+    file = os.path.join(directory, MODEL_DIR_LABEL_MAP) if directory else None
+    return load_label_map(file) if file and os.path.isfile(file) else {}
+
+
+def run_label_map(config, first_id=1):
+    """The class names of a run, and where they came from.
+
+    In order: ``data.label_map``; the model directory's ``label_map.json``; a
+    ``label_map.json`` / ``.yaml`` / ``.txt`` next to the training or
+    validation records (or one folder up, as the converters and the sample
+    dataset lay them out); the categories of ``data.val_json_file``.
+
+    Returns:
+        ``({class_id: name}, source path)``, or ``({}, None)`` when none is found.
+
+    Raises:
+        FileNotFoundError, LabelMapError: ``data.label_map`` names a missing or
+            malformed file.
+    """
+    data = config.data
+    if data.label_map:
+        return load_label_map(data.label_map, first_id), data.label_map
+    found = model_dir_label_map(config.runtime.model_dir)
+    if found:
+        return found, os.path.join(config.runtime.model_dir, MODEL_DIR_LABEL_MAP)
+    for pattern in (data.train_file_pattern, data.val_file_pattern):
+        path = _nearby_label_map(pattern) if pattern else None
+        if path:
+            try:
+                return load_label_map(path, first_id), path
+            except LabelMapError:
+                continue  # a file we only guessed at: not the user's mistake
+    if data.val_json_file and os.path.isfile(data.val_json_file):
+        try:
+            names = _coco_categories(data.val_json_file)
+        except (OSError, ValueError, TypeError, AttributeError):
+            names = {}
+        if names:
+            return names, data.val_json_file
+    return {}, None
+
+
+def label_map_json(label_map):
+    """``{id: name}`` as the JSON text a model directory keeps."""
+    return json.dumps({str(k): v for k, v in sorted(label_map.items())}, indent=2) + "\n"

@@ -8,7 +8,8 @@ absorbed: the kernel's output channels are multiplied by ``scale`` and
 ``conv + bias`` and no batch-norm op at all.
 
 :func:`fold_batch_norms` does this in place for a whole network whose weights
-are final (built for inference, checkpoint restored). The folded network keeps
+are final (and switches its activations to their fusable inference form,
+:func:`common.layers.activations.inference_form`) (built for inference, checkpoint restored). The folded network keeps
 its variables and names but computes ``conv + bias``; it can no longer train
 (a folded batch norm refuses ``training=True``) and its variables are not a
 training checkpoint any more, so fold only a network built for inference.
@@ -23,6 +24,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from common.layers.activations import inference_form
 from common.layers.normalization import BatchNorm
 
 
@@ -98,6 +100,9 @@ def fold_batch_norms(network):
         fold = getattr(layer, "fold_batch_norms", None)
         if callable(fold):
             folded += fold()
+        if callable(getattr(layer, "_act", None)):
+            # conv + bias + activation can now run as one fused kernel.
+            layer._act = inference_form(layer._act)
     left = [layer.name for layer in network._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, BatchNorm) and not layer.folded]
     if left:

@@ -77,7 +77,14 @@ class BatchNorm(keras.layers.BatchNormalization):
         inputs = keras.ops.cast(inputs, self.compute_dtype)
         if self._folded_bias is None:
             return inputs
-        return inputs + keras.ops.cast(self._folded_bias, self.compute_dtype)
+        bias = keras.ops.cast(self._folded_bias, self.compute_dtype)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # A BiasAdd (not an Add) lets TensorFlow's graph optimizer fuse it into the
+            # convolution before it (and the activation after it).
+            return tf.nn.bias_add(inputs, bias)
+        return inputs + bias
 
 
 def batch_norm(name, momentum=0.99, epsilon=1e-3, synchronized=False):

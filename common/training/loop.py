@@ -85,6 +85,7 @@ class TrainingLoop:
         self.batches_per_step = max(1, int(batches_per_step))
         self.advice = advice or _default_advice
         self.last_eval = None
+        self.best_epoch = None  # of the best evaluation in this run (None: none yet, or before a resume)
         self.history = []
 
     def _check_finite(self):
@@ -187,7 +188,18 @@ class TrainingLoop:
                     self.logger.log(self.state.step, _scalars(self.last_eval), prefix="eval",
                                     epoch=done)
                     if self.primary_metric:
-                        self.state.save_best(float(self.last_eval[self.primary_metric]))
+                        self._keep_best(done)
+
+    def _keep_best(self, epoch):
+        value = float(self.last_eval[self.primary_metric])
+        if self.state.save_best(value):
+            self.best_epoch = epoch
+        best = float(self.state.best_metric.numpy())
+        when = (f"epoch {self.best_epoch}" if self.best_epoch is not None
+                else "an epoch before this run resumed")
+        kept = f", kept in {self.state.directory}/best" if self.state.directory else ""
+        logging.info("Epoch %d: %s %.4f; best so far %.4f (%s%s).", epoch,
+                     self.primary_metric, value, best, when, kept)
 
     def benchmark(self, iterator, steps, warmup_steps):
         """Times ``steps`` optimizer steps after ``warmup_steps``; returns images/second."""

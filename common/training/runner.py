@@ -17,9 +17,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common.atomic_files import atomic_write
+from common.atomic_files import atomic_write, write_text
 from common.checkpoints import restore_for_inference
 from common.config import ConfigError, build_network, dump_config
+from common.export.label_map import (MODEL_DIR_LABEL_MAP, LabelMapError, label_map_json,
+                                     run_label_map)
 from common.layers.batch_norm_folding import fold_batch_norms
 from common.training.checkpoints import remove_stale_checkpoint_files
 from common.training.determinism import configure_determinism
@@ -79,10 +81,17 @@ def train(config, options=None, distribution=None):
     family = config.family
     experiment = family.make_experiment(config, distribution)
     found = check_training_run(config, options, distribution, experiment.records)
+    class_names, names_from = _class_names(config)
     if distribution.is_chief:
         remove_stale_checkpoint_files(runtime.model_dir)
         if not found.resuming and not options.benchmark_steps:
             dump_config(config, os.path.join(runtime.model_dir, "config.yaml"))
+        if class_names and runtime.model_dir and not options.benchmark_steps:
+            # The model directory carries its class names (infer, evaluation tables).
+            path = os.path.join(runtime.model_dir, MODEL_DIR_LABEL_MAP)
+            if os.path.abspath(names_from) != os.path.abspath(path):
+                write_text(path, label_map_json(class_names))
+                logging.info("Class names from %s written to %s", names_from, path)
 
     configure_determinism(runtime.deterministic)
     set_seed(train_cfg.seed)
@@ -198,6 +207,15 @@ def _distributed(distribution, make_dataset):
     return lambda *args: distribution.distribute_dataset(make_dataset(*args))
 
 
+def _class_names(config):
+    """``({id: name}, source)`` of the run (see ``run_label_map``); a bad
+    ``data.label_map`` is a ConfigError."""
+    try:
+        return run_label_map(config, first_id=1 if config.family.outputs_boxes else 0)
+    except (OSError, LabelMapError) as error:
+        raise ConfigError(f"data.label_map: {error}") from None
+
+
 def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json, preview=None):
     dataset = experiment.eval_dataset(config.eval.batch_size)
     if ema is not None and config.eval.use_ema:
@@ -221,6 +239,7 @@ def evaluate(config, options=None, distribution=None):
     family = config.family
     experiment = family.make_experiment(config, distribution)
     experiment.records.check(val_files)
+    _class_names(config)  # a bad data.label_map fails before the evaluation
     results_json = None
     if config.runtime.model_dir and distribution.is_chief:
         # Checked before the (long) evaluation, not when the results are written.

@@ -252,3 +252,29 @@ def test_unknown_baseline_is_one_error_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --baseline 'no-such-ref-xyz' is not a commit")
+
+
+def test_memory_table_splits_fixed_and_per_image_memory():
+    from benchmarks import memory
+
+    def entry(mode, batch, peak_mib, images_per_second):
+        spec = dict(model="efficientdet-d0", gradient_checkpointing=mode, batch_size=batch)
+        runs = {"ours": {"images_per_second": {"median": images_per_second}}}
+        return dict(status="ok", spec=spec, peak_host_memory_mib=peak_mib,
+                    result={"runs": runs})
+
+    results = [entry("none", 1, 1800.0, 1.0), entry("none", 3, 3000.0, 2.0),
+               entry("all", 1, 1500.0, 0.9), entry("all", 3, 1900.0, 1.6),
+               dict(status="failed", spec={})]
+    rows = {row["mode"]: row for row in memory.summarize(results)}
+    assert rows["none"]["per_image_mib"] == pytest.approx(600.0)
+    assert rows["none"]["fixed_mib"] == pytest.approx(1200.0)
+    assert rows["all"]["per_image_mib"] == pytest.approx(200.0)
+    assert rows["all"]["batches"][3]["peak_vs_none"] == pytest.approx(1900 / 3000)
+    assert rows["all"]["batches"][3]["step_time_vs_none"] == pytest.approx(2.0 / 1.6)
+    assert "peak_vs_none" not in rows["none"]["batches"][1]
+    table = memory.markdown(dict(machine={"cpus": 2}, batches=[1, 3],
+                                 summary=memory.summarize(results)))
+    assert "| efficientdet-d0 | 512 | all | 1.27 | 0.195 | 1.46 (0.83×) | 1.86 (0.63×) |" in table
+    assert memory.plan(["efficientdet-d3"], [1, 2], ["none"], {"train_file_pattern": "x"})[1][
+        "image_size"] == 896

@@ -46,6 +46,22 @@ def test_infer_writes_one_annotated_image_per_input(tmp_path, d0_checkpoint, mak
     assert set(first) == {"box_yxyx", "score", "class_id", "class_name"}
 
 
+def test_a_trained_model_directory_names_its_classes(tmp_path, trained_detector):
+    """Training on the sample data stores its class names in the model directory
+    (found next to the records); infer uses them without --label_map."""
+    model_dir = pathlib.Path(trained_detector["model_dir"])
+    assert json.loads((model_dir / "label_map.json").read_text()) == {
+        "1": "circle", "2": "square", "3": "triangle"}
+    out_json = tmp_path / "detections.json"
+    result = _run("--runmode", "infer", "--ckpt_path", model_dir,
+                  "--input_image", pathlib.Path(trained_detector["sample"]["val_image_dir"]) / "*",
+                  "--output_image_dir", tmp_path / "out", "--min_score_thresh", "0.0",
+                  "--max_boxes_to_draw", "3", "--output_json", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {d["class_name"] for r in json.loads(out_json.read_text()) for d in r["detections"]}
+    assert names and names <= {"circle", "square", "triangle"}
+
+
 def test_infer_bad_path_and_unreadable_image_are_clear_errors(tmp_path):
     result = _run("--runmode", "infer", "--input_image", tmp_path / "nothing-*.jpg",
                   "--output_image_dir", tmp_path / "out")
