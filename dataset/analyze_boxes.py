@@ -67,7 +67,7 @@ from common import atomic_files
 from common.config import ConfigError, load_config
 from common.detection.anchors import AnchorSet
 from common.detection.target_assigner import TargetAssigner
-from common.export.label_map import LabelMapError, label_name, load_label_map
+from common.export.label_map import LabelMapError, label_name, load_label_map, nearby_label_map
 from dataset import input_utils, record_check
 from dataset.converter_utils import check_output_path, setup_logging
 from dataset.detection_parser import validate_objects
@@ -879,7 +879,8 @@ def resolve_config(config_file=None, model_name=None, hparams=None, num_classes=
 
 def run(args) -> Tuple[dict, List[str]]:
     """Resolves, reads, analyses and writes for parsed command-line ``args``; returns ``(result, paths)``."""
-    names = load_label_map(args.label_map) if args.label_map else {}
+    label_map = args.label_map or nearby_label_map(args.file_pattern)
+    names = load_label_map(label_map) if label_map else {}
     config = resolve_config(args.config, args.model_name, args.hparams, args.num_classes)
     model = config.model
     check_output_path(os.path.join(args.output_dir, ANALYSIS_FILE), "--output_dir")
@@ -907,7 +908,7 @@ def run(args) -> Tuple[dict, List[str]]:
         "data": {"file_pattern": args.file_pattern, "num_files": gt.num_files, "num_records": gt.num_records,
                  "num_boxes": int(len(gt.boxes)), "num_boxes_read": gt.num_read, "num_crowd": gt.num_crowd,
                  "max_boxes": args.max_boxes,
-                 "truncated": gt.truncated, "label_map": args.label_map},
+                 "truncated": gt.truncated, "label_map": label_map},
         **analysis,
     }
     legend = [f"current:   {_settings_line(analysis['current'])}",
@@ -929,7 +930,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_classes", type=int, default=None,
                         help="Shortcut for model.num_classes (class ids are checked against it).")
     parser.add_argument("--label_map", default=None,
-                        help="Class names: JSON/YAML {name: id} or {id: name}, or a text file.")
+                        help="Class names: JSON/YAML {name: id} or {id: name}, or a text file "
+                             "(default: a label_map.* next to the records or one folder up).")
     parser.add_argument("--max_boxes", type=int, default=200000,
                         help="Read at most this many boxes (logged when it cuts; default 200000).")
     parser.add_argument("--max_anchors_per_location", type=int, default=None,

@@ -126,7 +126,7 @@ MODEL_DIR_LABEL_MAP = "label_map.json"
 _NEARBY_NAMES = ("label_map.json", "label_map.yaml", "label_map.txt")
 
 
-def _nearby_label_map(pattern):
+def nearby_label_map(pattern):
     """A label-map file in the folder of ``pattern`` (a file glob) or the one above."""
     folder = os.path.dirname(os.path.abspath(pattern))
     for directory in (folder, os.path.dirname(folder)):
@@ -179,7 +179,7 @@ def run_label_map(config, first_id=1):
     if found:
         return found, os.path.join(config.runtime.model_dir, MODEL_DIR_LABEL_MAP)
     for pattern in (data.train_file_pattern, data.val_file_pattern):
-        path = _nearby_label_map(pattern) if pattern else None
+        path = nearby_label_map(pattern) if pattern else None
         if path:
             try:
                 return load_label_map(path, first_id), path

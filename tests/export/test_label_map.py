@@ -79,3 +79,19 @@ def test_run_label_map_falls_back_to_the_coco_categories(tmp_path):
     assert model_dir_label_map(str(tmp_path / "nowhere" / "ckpt-1")) == {}
     with pytest.raises(FileNotFoundError, match="missing.json"):
         run_label_map(_config(tmp_path, label_map=str(tmp_path / "missing.json")))
+
+
+def test_model_dir_of_tells_our_model_directories_from_official_folders(tmp_path):
+    from common.model_dir import model_dir_of
+
+    ours = tmp_path / "run"
+    (ours / "best").mkdir(parents=True)
+    (ours / "config.yaml").write_text("model:\n  name: efficientdet-d0\ntrain:\n  batch_size: 8\n")
+    assert model_dir_of(str(ours)) == str(ours)
+    assert model_dir_of(str(ours / "ckpt-3")) == str(ours)
+    assert model_dir_of(str(ours / "best" / "ckpt-2")) == str(ours)
+    official = tmp_path / "efficientdet-d0"
+    official.mkdir()
+    (official / "config.yaml").write_text("act_type: swish\nimage_size: 512\n")  # automl hparams
+    assert model_dir_of(str(official)) is None
+    assert model_dir_of(None) is None
