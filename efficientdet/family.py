@@ -2,7 +2,7 @@
 import re
 
 from common.families import ModelFamily
-from efficientdet import config as detector_config
+import efficientdet.config as detector_config
 
 # The heads that stay trainable under ``train.freeze=backbone+bifpn``.
 _DETECTION_HEADS = ("class_net", "box_net")

@@ -3,7 +3,7 @@ import re
 
 from common.config.errors import ConfigError
 from common.families import ModelFamily
-from efficientnet_v2 import config as classifier_config
+import efficientnet_v2.config as classifier_config
 
 
 def _inference_wrapper():

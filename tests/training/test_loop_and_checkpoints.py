@@ -182,3 +182,30 @@ def test_checkpoint_without_model_weights_restarts_statistics_from_ema(tmp_path,
     assert statistics > 4
     with pytest.raises(CheckpointError, match="eval.use_ema=true"):
         restore_for_inference(fresh, str(tmp_path), use_ema=False)
+
+
+def test_the_loop_logs_the_best_epoch_so_far(tmp_path, caplog):
+    model, ema, state, _, stages, logger = _setup(tmp_path)
+    scores = {1: 0.2, 2: 0.5, 3: 0.4, 4: 0.3}
+    loop = TrainingLoop(TrainStep(model, Task(), build_optimizer("sgd", 0.01), ema=ema), state,
+                        logger, STEPS_PER_EPOCH, 8, evaluate_fn=lambda epoch: {"AP": scores[epoch]},
+                        eval_every_n_epochs=1, primary_metric="AP")
+    with caplog.at_level("INFO"):
+        loop.run(stages, EPOCHS)
+    logger.close()
+    assert loop.best_epoch == 2
+    assert float(state.best_metric.numpy()) == pytest.approx(0.5)
+    assert (f"Epoch 4: AP 0.3000; best so far 0.5000 (epoch 2, kept in {tmp_path}/best)"
+            in caplog.text)
+
+
+def test_eval_prints_the_per_class_table_best_first(capsys):
+    import main
+
+    main._print_metrics({"AP": 0.5, "AP_/square": 0.25, "AP_/circle": 0.75,
+                         "AP_/triangle": -1.0, "num_images": 8})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["AP:", "0.5000"] and lines[1].split() == ["num_images:", "8"]
+    table = lines[lines.index(next(l for l in lines if l.startswith("class"))) + 1:]
+    assert [row.split() for row in table] == [["circle", "0.7500"], ["square", "0.2500"],
+                                               ["triangle", "-1.0000"]]
