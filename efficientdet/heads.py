@@ -17,7 +17,7 @@ import keras
 from common.layers.activations import get_activation
 from common.layers.conv import separable_conv2d
 from common.layers.drop_path import DropPath
-from common.layers.normalization import batch_norm
+from common.layers.normalization import add_channel_bias, batch_norm
 
 CLASS_PRIOR_PROBABILITY = 0.01
 
@@ -149,11 +149,12 @@ class _LevelSharedHead(keras.layers.Layer):
         for conv, bns in zip(self.convs, self.bns):
             per_level = []
             bias = keras.ops.convert_to_numpy(conv.bias).astype("float64")
+            shared = (keras.ops.convert_to_numpy(conv.depthwise_kernel),) \
+                if self.separable_conv else ()
             for bn in bns:
                 scale, shift = affine_factors(bn)
                 _, kernel = scaled_kernel(conv, scale)
-                kernels = (keras.ops.convert_to_numpy(conv.depthwise_kernel), kernel) \
-                    if self.separable_conv else (kernel,)
+                kernels = shared + (kernel,)
                 per_level.append((tuple(k.astype("float32") for k in kernels),
                                   (bias * scale + shift).astype("float32")))
                 bn.set_folded(None)
@@ -175,7 +176,7 @@ class _LevelSharedHead(keras.layers.Layer):
                     y = ops.separable_conv(x, kernels[0], kernels[1], padding="same")
                 else:
                     y = ops.conv(x, kernels[0], padding="same")
-                y = self._act(y + ops.cast(bias, x.dtype))
+                y = self._act(add_channel_bias(y, bias))
                 x = y if drop_path is None else y + x
             outputs.append(self.predict(x))
         return outputs

@@ -77,14 +77,21 @@ class BatchNorm(keras.layers.BatchNormalization):
         inputs = keras.ops.cast(inputs, self.compute_dtype)
         if self._folded_bias is None:
             return inputs
-        bias = keras.ops.cast(self._folded_bias, self.compute_dtype)
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        return add_channel_bias(inputs, self._folded_bias)
 
-            # A BiasAdd (not an Add) lets TensorFlow's graph optimizer fuse it into the
-            # convolution before it (and the activation after it).
-            return tf.nn.bias_add(inputs, bias)
-        return inputs + bias
+
+def add_channel_bias(inputs, bias):
+    """``inputs [..., C] + bias [C]`` in the dtype of ``inputs``.
+
+    On TensorFlow a ``BiasAdd`` (not an ``Add``), which the graph optimizer fuses
+    into the convolution before it (and the activation after it).
+    """
+    bias = keras.ops.cast(bias, inputs.dtype)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.bias_add(inputs, bias)
+    return inputs + bias
 
 
 def batch_norm(name, momentum=0.99, epsilon=1e-3, synchronized=False):
