@@ -14,6 +14,7 @@ Precedence of settings: defaults < model presets < --config YAML < --hparams <
 import dataclasses
 import os
 import sys
+import time
 
 from absl import app, flags, logging
 
@@ -249,10 +250,12 @@ def run(config, distribution):
                          eval_during_training=FLAGS.mode == "train_and_eval",
                          benchmark_steps=FLAGS.benchmark_steps if FLAGS.benchmark else 0,
                          eval_steps=FLAGS.eval_steps, checkpoint_path=FLAGS.ckpt_path)
+    started = time.time()
     if FLAGS.mode == "eval":
         metrics = evaluate(config, options, distribution)
         if distribution.is_chief:
             _print_metrics(metrics)
+            _print_pictures(config.runtime.model_dir, started)
         return
     try:
         result = train(config, options, distribution)
@@ -265,6 +268,17 @@ def run(config, distribution):
         print(f"train throughput: {result['benchmark_images_per_second']:.2f} images/second")
     elif result["eval"] is not None:
         _print_metrics(result["eval"])
+        _print_pictures(config.runtime.model_dir, started)
+
+
+def _print_pictures(model_dir, started):
+    """Where this run's evaluation pictures are, if it wrote any."""
+    from common.training.runner import EVAL_PICTURES
+
+    path = os.path.join(model_dir or "", EVAL_PICTURES)
+    if model_dir and os.path.isdir(path) and os.path.getmtime(path) >= started - 1:
+        count = len([n for n in os.listdir(path) if n.endswith(".png")])
+        print(f"\n{count} validation pictures (ground truth left, detections right): {path}/")
 
 
 def _print_metrics(metrics):

@@ -82,6 +82,9 @@ flags.DEFINE_integer("batch_size", None,
 flags.DEFINE_string("batch_sizes", "1,8", "benchmark: comma-separated batch sizes.")
 flags.DEFINE_integer("warmup_runs", 5, "benchmark: untimed calls per row.")
 flags.DEFINE_integer("bench_runs", 20, "benchmark: timed calls per row.")
+flags.DEFINE_integer("num_threads", None,
+                     "benchmark of a TFLite file: interpreter threads (1 = one phone core, "
+                     "0 = all cores; default: TFLite's).")
 flags.DEFINE_bool("amp", False, "benchmark: mixed_float16 network.")
 flags.DEFINE_bool("use_xla", False, "benchmark: XLA-compile the network.")
 flags.DEFINE_string("benchmark_variants", None,
@@ -296,14 +299,22 @@ def run_infer_video(config):
 
 def run_benchmark(config):
     from common.export import benchmark, benchmark_targets
+    from common.export.errors import ExportError
     from common.export.infer import list_images, read_image
 
+    tflite_threads = FLAGS.num_threads
+    if tflite_threads is not None and tflite_threads < 0:
+        raise ExportError(f"--num_threads {tflite_threads}: give a count >= 1, or 0 for all cores.")
+    if tflite_threads == 0:
+        tflite_threads = os.cpu_count()
     batch_sizes = benchmark_targets.parse_batch_sizes(
         str(FLAGS.batch_size) if FLAGS.batch_size else FLAGS.batch_sizes)
     image = read_image(list_images(FLAGS.input_image)[0]) if FLAGS.input_image else None
     if FLAGS.tflite_path:
         post = _module(config) if config.task == "detection" else None
-        targets, fmt = benchmark_targets.tflite_targets(FLAGS.tflite_path, post), "tflite"
+        targets = benchmark_targets.tflite_targets(FLAGS.tflite_path, post,
+                                                   num_threads=tflite_threads)
+        fmt = "tflite"
     elif FLAGS.saved_model_dir:
         targets = benchmark_targets.saved_model_targets(FLAGS.saved_model_dir, image)
         fmt = "saved_model"
@@ -320,7 +331,7 @@ def run_benchmark(config):
     print(benchmark.format_table(results))
     _write_json(benchmark.report(results, model_name=config.model.name, format=fmt,
                                  image_size=list(config.model.image_size),
-                                 batch_sizes=batch_sizes,
+                                 batch_sizes=batch_sizes, tflite_threads=tflite_threads,
                                  variant_definitions={
                                      r.variant: benchmark_targets.VARIANT_DEFINITIONS[r.variant]
                                      for r in results},

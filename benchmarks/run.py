@@ -23,6 +23,7 @@ from benchmarks import plan as plan_lib
 from benchmarks import report
 from benchmarks.gate import take_shared
 from common.atomic_files import atomic_write, write_text
+from common.progress import NoProgress, progress
 
 METHODOLOGY = (
     "Each case runs in a fresh Python subprocess; its peak host memory is the child's "
@@ -241,6 +242,9 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
         ab = _run_ab(baseline, ab_rounds, slots, queue, workdir, log)
         queue = []
     running = []  # (slot, spec, child)
+    bar = progress(len(queue), "benchmark cases", "case") if queue else NoProgress()
+    if bar.enabled and log is print:
+        log = bar.write  # lines above the bar, not through it
     while queue or running:
         while (queue and len(running) < max_processes
                and sum(child.setting_up() for _, _, child in running) < jobs):
@@ -251,6 +255,7 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
                     id=spec["id"], spec=spec, status="skipped",
                     reason=f"time budget of {budget_minutes} min used up")
                 log(f"[skip] {spec['id']}: budget")
+                bar.update(1)
                 continue
             lock_fd = take_shared(lock_path)
             if lock_fd is None:  # a case is timing: start this one later
@@ -267,8 +272,10 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
             running.remove(item)
             slot, spec, child = item
             slots[slot] = _entry(spec, child.outcome(log), previous, budget_minutes, log)
+            bar.update(1)
             with atomic_write(os.path.join(output_dir, "partial_results.json")) as handle:
                 json.dump([s for s in slots if s is not None], handle, indent=2)
+    bar.close()
     results = [s for s in slots if s is not None]
     import tensorflow as tf  # only for the version string, after the children ran
 

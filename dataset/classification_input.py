@@ -172,7 +172,8 @@ def build_classification_dataset(
         is_training: augmentation + shuffling, or evaluation.
         batch_size: per-worker batch size.
         num_classes: size of the one-hot labels.
-        preprocessing: ``scale_128`` (EfficientNetV2) or ``imagenet_mean_std`` (V1).
+        preprocessing: ``scale_128`` (EfficientNetV2), ``imagenet_mean_std`` (V1) or
+            ``scale_127`` (Lite).
         randaug_magnitude: RandAugment strength (10 = official maximum
             level); ``None``/0 disables it.
         randaug_num_layers: RandAugment operations per image.

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 import tensorflow as tf
 
 from common import atomic_files
+from common.progress import progress
 from dataset.errors import DatasetError
 
 logger = logging.getLogger("dataset")
@@ -264,18 +265,24 @@ class SkipReport:
         return "\n".join(lines)
 
 
-def parallel_map(fn: Callable, items: Iterable, num_workers: int) -> Iterator:
+def parallel_map(fn: Callable, items: Iterable, num_workers: int, desc: str = "converting") -> Iterator:
     """``map(fn, items)`` in input order, in ``num_workers`` processes if > 1.
 
     ``fn`` must be a picklable top-level function (a ``functools.partial`` of
-    one is fine).
+    one is fine). On a terminal a progress bar ``desc`` counts the items.
     """
-    if num_workers <= 1:
-        yield from map(fn, items)
-        return
-    context = multiprocessing.get_context("spawn")  # no forked TensorFlow state
-    with context.Pool(num_workers) as pool:
-        yield from pool.imap(fn, items, chunksize=16)
+    total = len(items) if hasattr(items, "__len__") else None
+    with progress(total, desc, "image") as bar:
+        if num_workers <= 1:
+            for result in map(fn, items):
+                bar.update(1)
+                yield result
+            return
+        context = multiprocessing.get_context("spawn")  # no forked TensorFlow state
+        with context.Pool(num_workers) as pool:
+            for result in pool.imap(fn, items, chunksize=16):
+                bar.update(1)
+                yield result
 
 
 def add_common_flags(parser: argparse.ArgumentParser, detection: bool = True):

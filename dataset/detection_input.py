@@ -73,13 +73,17 @@ class DetectionExampleProcessor:
         jitter_min, jitter_max: scale-jitter range.
         input_rand_hflip: random horizontal flip in training.
         skip_crowd_during_training: remove crowd boxes in training.
+        normalization: pixel normalisation, a name of
+            :data:`dataset.preprocessing.NORMALIZATIONS` (the model's ``preprocessing``).
     """
 
     def __init__(self, image_size, is_training, num_classes,
                  assigner: Union[TargetAssigner, AnchorSet],
                  max_instances_per_image=100, jitter_min=0.1, jitter_max=2.0,
-                 input_rand_hflip=True, skip_crowd_during_training=True):
+                 input_rand_hflip=True, skip_crowd_during_training=True,
+                 normalization=preprocessing.DETECTION_NORMALIZATION):
         self.image_size = parse_image_size(image_size)
+        self.normalization = normalization
         self.is_training = is_training
         self.num_classes = int(num_classes)
         self.max_instances = int(max_instances_per_image)
@@ -120,7 +124,7 @@ class DetectionExampleProcessor:
         # Normalising after the crop equals normalising first (bilinear weights sum to 1).
         image, boxes, keep, image_scale = scale_jitter_crop(
             image, boxes, self.image_size, *self.jitter, seeds[1],
-            window_fn=preprocessing.normalize_detection_image)
+            window_fn=lambda pixels: preprocessing.normalize_image(pixels, self.normalization))
         num_dropped = tf.reduce_sum(tf.cast(tf.logical_not(keep), tf.int32))
         boxes, classes, is_crowd = (tf.boolean_mask(t, keep) for t in (boxes, classes, is_crowd))
         return image, boxes, classes, is_crowd, num_dropped, image_scale
@@ -130,7 +134,8 @@ class DetectionExampleProcessor:
         if self.is_training:
             image, boxes, classes, is_crowd, num_dropped, image_scale = self.augment(data, seed)
         else:
-            image, image_scale = preprocessing.preprocess_detection_image(data["image"], self.image_size)
+            image, image_scale = preprocessing.preprocess_detection_image(
+                data["image"], self.image_size, self.normalization)
             hw = tf.cast(data["image_size"], tf.float32)
             boxes = data["boxes"] * tf.concat([hw, hw], 0) / image_scale
             classes, is_crowd = data["classes"], data["is_crowd"]
@@ -161,6 +166,7 @@ def build_detection_dataset(
     num_classes: int,
     assigner: Optional[TargetAssigner] = None,
     max_instances_per_image: int = 100,
+    normalization: str = preprocessing.DETECTION_NORMALIZATION,
     jitter_min: float = 0.1,
     jitter_max: float = 2.0,
     input_rand_hflip: bool = True,
@@ -194,6 +200,7 @@ def build_detection_dataset(
         jitter_min, jitter_max: scale-jitter range (training).
         input_rand_hflip: random horizontal flips (training).
         skip_crowd_during_training: drop crowd boxes in training.
+        normalization: pixel normalisation (:data:`dataset.preprocessing.NORMALIZATIONS`).
         shuffle_buffer: records in the shuffle buffer (training).
         num_shards, shard_index: distributed reading (:mod:`dataset.input_utils`).
         seed: makes augmentation and order reproducible.
@@ -220,7 +227,7 @@ def build_detection_dataset(
         assigner = TargetAssigner(AnchorSet.build(image_size), num_classes)
     processor = DetectionExampleProcessor(
         image_size, is_training, num_classes, assigner, max_instances_per_image,
-        jitter_min, jitter_max, input_rand_hflip, skip_crowd_during_training)
+        jitter_min, jitter_max, input_rand_hflip, skip_crowd_during_training, normalization)
 
     dataset = input_utils.processed_batches(
         file_pattern, processor, is_training, batch_size, num_shards=num_shards,
@@ -247,7 +254,8 @@ def detection_dataset_from_config(config, is_training: bool, batch_size: Optiona
                            "dataset/make_sample_dataset.py).")
     kwargs = dict(
         num_classes=model.num_classes, assigner=TargetAssigner.from_config(model),
-        max_instances_per_image=data.max_instances_per_image, jitter_min=data.jitter_min,
+        max_instances_per_image=data.max_instances_per_image, normalization=model.preprocessing,
+        jitter_min=data.jitter_min,
         jitter_max=data.jitter_max, input_rand_hflip=data.input_rand_hflip,
         skip_crowd_during_training=data.skip_crowd_during_training, shuffle_buffer=data.shuffle_buffer,
         num_shards=num_shards, shard_index=shard_index, seed=config.train.seed, cache=data.cache,

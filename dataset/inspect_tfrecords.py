@@ -51,15 +51,6 @@ def load_names(path: Optional[str]) -> Dict[int, str]:
         return {i: line.strip() for i, line in enumerate(handle) if line.strip()}
 
 
-def _to_uint8(image, method):
-    image = np.asarray(image, np.float32)
-    if method == "scale_128":
-        image = image * 128.0 + 128.0
-    else:
-        image = image * np.array(preprocessing.STDDEV_RGB) + np.array(preprocessing.MEAN_RGB)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
 def draw_boxes(image: np.ndarray, boxes, classes, names: Dict[int, str]) -> Image.Image:
     """Draws ``(ymin, xmin, ymax, xmax)`` pixel boxes with class names on a uint8 image."""
     canvas = Image.fromarray(image)
@@ -89,12 +80,15 @@ def detection_processor(model_config=None, image_size=512, num_classes=90, augme
         A :class:`~dataset.detection_input.DetectionExampleProcessor`; its
         ``assigner.anchors`` holds the anchor boxes ``[N, 4]``.
     """
+    normalization = preprocessing.DETECTION_NORMALIZATION
     if model_config is not None:
         assigner = TargetAssigner.from_config(model_config)
         image_size, num_classes = model_config.image_size, model_config.num_classes
+        normalization = model_config.preprocessing
     else:
         assigner = TargetAssigner(AnchorSet.build(image_size), num_classes)
-    return DetectionExampleProcessor(image_size, augment, num_classes, assigner, max_instances_per_image)
+    return DetectionExampleProcessor(image_size, augment, num_classes, assigner, max_instances_per_image,
+                                     normalization=normalization)
 
 
 def inspect_detection(file_pattern, output_dir, num_images=8, image_size=512, num_classes=90,
@@ -114,7 +108,8 @@ def inspect_detection(file_pattern, output_dir, num_images=8, image_size=512, nu
         if augment:
             image, boxes, classes, _, _, _ = processor.augment(data, seed_pair)
         else:
-            image, scale = preprocessing.preprocess_detection_image(data["image"], processor.image_size)
+            image, scale = preprocessing.preprocess_detection_image(data["image"], processor.image_size,
+                                                                    processor.normalization)
             hw = tf.cast(data["image_size"], tf.float32)
             boxes, classes = data["boxes"] * tf.concat([hw, hw], 0) / scale, data["classes"]
         return image, boxes, classes, data["source_id"]
@@ -124,7 +119,8 @@ def inspect_detection(file_pattern, output_dir, num_images=8, image_size=512, nu
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for image, boxes, classes, source_id in dataset:
-        canvas = draw_boxes(_to_uint8(image, "imagenet_mean_std"), boxes.numpy(), classes.numpy(), names or {})
+        canvas = draw_boxes(preprocessing.denormalize_image(image, processor.normalization),
+                            boxes.numpy(), classes.numpy(), names or {})
         path = os.path.join(output_dir, f"detection_{int(source_id)}.png")
         canvas.save(path)
         paths.append(path)
@@ -142,7 +138,7 @@ def inspect_classification(file_pattern, output_dir, num_images=8, image_size=22
     paths = []
     for index, (image, label) in enumerate(dataset):
         cls = int(np.argmax(label))
-        canvas = Image.fromarray(_to_uint8(image, "scale_128"))
+        canvas = Image.fromarray(preprocessing.denormalize_image(image, "scale_128"))
         ImageDraw.Draw(canvas).text((4, 4), (names or {}).get(cls, str(cls)), fill=(255, 255, 0))
         path = os.path.join(output_dir, f"classification_{index:03d}.png")
         canvas.save(path)

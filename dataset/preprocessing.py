@@ -4,58 +4,88 @@ Pure TensorFlow functions on single images ``[h, w, 3]`` (RGB, values 0…255),
 usable inside ``tf.data`` and inside an exported graph, so training,
 evaluation and serving see identical pixels.
 
-* Detection (EfficientDet, as the official google/automl code): subtract the
-  ImageNet mean and divide by the ImageNet standard deviation (in 0…255
-  units), then :func:`resize_and_pad` — scale so the image fits the network
-  input keeping its aspect ratio, pad bottom/right with zeros. Because padding
-  happens after normalisation, padded pixels equal the mean colour.
-* Classification (EfficientNetV2): ``scale_128`` = ``(x - 128) / 128`` (the V2
-  checkpoints) or ``imagenet_mean_std`` (the V1 checkpoints), after a crop
-  (:func:`center_crop` for evaluation and export).
+Normalisations (:data:`NORMALIZATIONS`, ``(x - mean) / std`` in 0…255 units,
+one name per family of official checkpoints):
+
+* ``imagenet_mean_std``: the ImageNet mean and standard deviation
+  (EfficientDet D0–D7x, EfficientNet V1 B0–B7);
+* ``scale_128``: ``(x - 128) / 128`` (EfficientNetV2);
+* ``scale_127``: ``(x - 127) / 128`` (EfficientDet-Lite, EfficientNet-Lite:
+  symmetric around zero for int8 quantization).
+
+Detection (as the official google/automl code): normalise, then
+:func:`resize_and_pad` — scale so the image fits the network input keeping its
+aspect ratio, pad bottom/right with zeros. Because padding happens after
+normalisation, padded pixels equal the mean colour. Classification: normalise
+after a crop (:func:`center_crop` for evaluation and export).
 """
 from __future__ import annotations
 
 from typing import Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from common.detection.image_size import parse_image_size
 
 MEAN_RGB = (123.675, 116.28, 103.53)
 STDDEV_RGB = (58.395, 57.12, 57.375)
-CLASSIFICATION_METHODS = ("scale_128", "imagenet_mean_std")
+# name: (mean, stddev) per RGB channel, 0…255 units (see the module docstring).
+NORMALIZATIONS = {
+    "imagenet_mean_std": (MEAN_RGB, STDDEV_RGB),
+    "scale_128": ((128.0,) * 3, (128.0,) * 3),
+    "scale_127": ((127.0,) * 3, (128.0,) * 3),
+}
+CLASSIFICATION_METHODS = tuple(NORMALIZATIONS)
+DETECTION_NORMALIZATION = "imagenet_mean_std"
 CROP_PADDING = 32
 NO_CROP_FROM = 320  # official V2 evaluation: plain resize, no center crop, from this size up
 
 ImageSize = Union[int, Sequence[int]]
 
 
-def normalize_detection_image(image: tf.Tensor) -> tf.Tensor:
-    """``(image - MEAN_RGB) / STDDEV_RGB`` as float32; any shape ``[..., 3]``."""
-    image = tf.cast(image, tf.float32)
-    shape = tf.shape(image)
-    # Explicit broadcast_to: the implicit [..., 3] broadcast is about 2x slower on CPU.
-    mean = tf.broadcast_to(tf.constant(MEAN_RGB, tf.float32), shape)
-    stddev = tf.broadcast_to(tf.constant(STDDEV_RGB, tf.float32), shape)
-    return (image - mean) / stddev
+def _mean_std(method):
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"preprocessing method {method!r} is not one of {tuple(NORMALIZATIONS)}.")
+    return NORMALIZATIONS[method]
 
 
-def normalize_classification_image(image: tf.Tensor, method: str = "scale_128") -> tf.Tensor:
-    """Classification normalisation; ``method`` is ``scale_128`` or ``imagenet_mean_std``.
+def normalize_image(image: tf.Tensor, method: str = DETECTION_NORMALIZATION) -> tf.Tensor:
+    """``(image - mean) / std`` of normalisation ``method`` as float32.
 
     Args:
-        image: ``[..., 3]`` RGB in 0…255.
-        method: see the module docstring.
+        image: ``[..., 3]`` RGB in 0…255 (any real dtype).
+        method: a name of :data:`NORMALIZATIONS`.
 
     Returns:
         float32 tensor of the same shape.
     """
+    mean, stddev = _mean_std(method)
     image = tf.cast(image, tf.float32)
-    if method == "scale_128":
-        return (image - 128.0) / 128.0
-    if method == "imagenet_mean_std":
-        return normalize_detection_image(image)
-    raise ValueError(f"preprocessing method {method!r} is not one of {CLASSIFICATION_METHODS}.")
+    if len(set(mean)) == 1 and len(set(stddev)) == 1:
+        return (image - mean[0]) / stddev[0]
+    shape = tf.shape(image)
+    # Explicit broadcast_to: the implicit [..., 3] broadcast is about 2x slower on CPU.
+    mean = tf.broadcast_to(tf.constant(mean, tf.float32), shape)
+    stddev = tf.broadcast_to(tf.constant(stddev, tf.float32), shape)
+    return (image - mean) / stddev
+
+
+def denormalize_image(image, method: str = DETECTION_NORMALIZATION):
+    """The inverse of :func:`normalize_image` as uint8 NumPy (for pictures)."""
+    mean, stddev = _mean_std(method)
+    pixels = np.asarray(image, np.float32) * np.array(stddev, np.float32) + np.array(mean, np.float32)
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def normalize_detection_image(image: tf.Tensor, method: str = DETECTION_NORMALIZATION) -> tf.Tensor:
+    """:func:`normalize_image` with the EfficientDet D0–D7x default."""
+    return normalize_image(image, method)
+
+
+def normalize_classification_image(image: tf.Tensor, method: str = "scale_128") -> tf.Tensor:
+    """:func:`normalize_image` with the EfficientNetV2 default."""
+    return normalize_image(image, method)
 
 
 def resize_and_pad(image: tf.Tensor, image_size: ImageSize, method: str = "bilinear", window_fn=None):
@@ -89,12 +119,14 @@ def resize_and_pad(image: tf.Tensor, image_size: ImageSize, method: str = "bilin
     return padded, 1.0 / scale
 
 
-def preprocess_detection_image(image: tf.Tensor, image_size: ImageSize):
+def preprocess_detection_image(image: tf.Tensor, image_size: ImageSize,
+                               normalization: str = DETECTION_NORMALIZATION):
     """Evaluation/serving preprocessing of EfficientDet: normalise, then :func:`resize_and_pad`.
 
     Args:
         image: ``[h, w, 3]`` RGB, 0…255 (uint8 or float).
         image_size: network input ``(height, width)``.
+        normalization: a name of :data:`NORMALIZATIONS` (the model's ``preprocessing``).
 
     Returns:
         ``(image, image_scale)``: float32 ``[height, width, 3]`` and the float32
@@ -102,7 +134,8 @@ def preprocess_detection_image(image: tf.Tensor, image_size: ImageSize):
     """
     # Normalising the resized image equals normalising first (bilinear weights
     # sum to 1) and is cheaper; padding after it keeps the official mean-colour pad.
-    return resize_and_pad(image, image_size, window_fn=normalize_detection_image)
+    return resize_and_pad(image, image_size,
+                          window_fn=lambda pixels: normalize_image(pixels, normalization))
 
 
 def center_crop(image: tf.Tensor, image_size: ImageSize, crop_padding: int = CROP_PADDING,
@@ -142,8 +175,9 @@ def center_crop(image: tf.Tensor, image_size: ImageSize, crop_padding: int = CRO
 def uses_center_crop(image_size: ImageSize, method: str = "scale_128") -> bool:
     """The official evaluation crop rule: EfficientNetV2 (``scale_128``) crops
     only below :data:`NO_CROP_FROM` pixels and plainly resizes from there up;
-    the EfficientNet V1 recipe (``imagenet_mean_std``) always crops."""
-    return method == "imagenet_mean_std" or min(parse_image_size(image_size)) < NO_CROP_FROM
+    the EfficientNet V1 and Lite recipes (``imagenet_mean_std``, ``scale_127``)
+    always crop."""
+    return method != "scale_128" or min(parse_image_size(image_size)) < NO_CROP_FROM
 
 
 def eval_resize(image: tf.Tensor, image_size: ImageSize, method: str = "scale_128",

@@ -1,4 +1,4 @@
-"""Model config of the detection family (EfficientDet D0–D7x) and its presets.
+"""Model config of the detection family (EfficientDet D0–D7x, Lite0–4) and its presets.
 
 Presets come from the compound-scaling table in :mod:`efficientdet.model_configs`
 (Tan, Pang & Le 2020, Table 1), which also holds the architecture defaults of
@@ -74,7 +74,7 @@ class NmsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DetectionModelConfig:
-    """An EfficientDet. ``image_size`` is (height, width), multiples of 2**max_level.
+    """An EfficientDet. ``image_size`` is (height, width), multiples of 2**min_level.
 
     Build one for a named detector with :func:`preset_config` (or
     ``load_config``). The architecture defaults are D0's entry of
@@ -96,6 +96,7 @@ class DetectionModelConfig:
     aspect_ratios: tuple[float, ...] = _D0["aspect_ratios"]
     anchor_scale: float = _D0["anchor_scale"]
     activation: str = _D0["activation"]
+    preprocessing: str = _D0["preprocessing"]
     bn_momentum: float = _D0["bn_momentum"]
     bn_epsilon: float = _D0["bn_epsilon"]
     fpn_name: str = _D0["fpn_name"]
@@ -116,8 +117,10 @@ class DetectionModelConfig:
 
         Args:
             require_exact_strides: demand image sides that are multiples of
-                ``2**max_level``, so every level halves exactly (training, anchors).
-                The bare network accepts any size (``H_l = ceil(H / 2^l)``).
+                ``2**min_level`` (the finest level's stride) for training and
+                export. Coarser levels round up (``H_l = ceil(H / 2^l)``; e.g.
+                Lite0's 320 gives P7 3x3), with anchors and BiFPN resampling as
+                the official code; the bare network accepts any size.
 
         Raises:
             ConfigError: naming the field and the allowed values.
@@ -130,12 +133,12 @@ class DetectionModelConfig:
                 f"model.min_level/max_level must satisfy 1 <= min_level <= {BACKBONE_MAX_LEVEL} "
                 f"and max_level > min_level, got {self.min_level}, {self.max_level}."
             )
-        stride = 2 ** self.max_level
+        stride = 2 ** self.min_level
         height, width = self.image_size
         if height <= 0 or width <= 0 or (require_exact_strides and (height % stride or width % stride)):
             raise ConfigError(
                 f"model.image_size {height}x{width} must be positive multiples of "
-                f"{stride} (2**max_level); e.g. {max(stride, round(height / stride) * stride)}x"
+                f"{stride} (2**min_level); e.g. {max(stride, round(height / stride) * stride)}x"
                 f"{max(stride, round(width / stride) * stride)}."
             )
         if self.fpn_weight_method not in FPN_WEIGHT_METHODS:
@@ -144,6 +147,11 @@ class DetectionModelConfig:
             )
         if self.fpn_name not in FPN_NAMES:
             raise ConfigError(f"model.fpn_name {self.fpn_name!r} is not one of {FPN_NAMES}.")
+        from dataset.preprocessing import NORMALIZATIONS
+
+        if self.preprocessing not in NORMALIZATIONS:
+            raise ConfigError(f"model.preprocessing {self.preprocessing!r} is not one of "
+                              f"{tuple(NORMALIZATIONS)}.")
         if self.num_scales < 1 or not self.aspect_ratios:
             raise ConfigError("model.num_scales must be >= 1 and model.aspect_ratios non-empty.")
 
@@ -152,7 +160,7 @@ MODEL_CONFIG_CLASS = DetectionModelConfig
 
 
 def list_model_names():
-    """``efficientdet-d0`` … ``efficientdet-d7x``."""
+    """``efficientdet-d0`` … ``efficientdet-d7x``, ``efficientdet-lite0`` … ``lite4``."""
     return list_detector_names()
 
 
@@ -171,7 +179,7 @@ def preset_config(name, image_size=None, require_exact_strides=True, **overrides
         image_size: ``int`` (square) or ``(height, width)``; default: the
             detector's own.
         require_exact_strides: demand image sides that are multiples of
-            ``2**max_level`` (see :meth:`DetectionModelConfig.validate`).
+            ``2**min_level`` (see :meth:`DetectionModelConfig.validate`).
         **overrides: other fields, e.g. ``num_classes=20``,
             ``fpn_weight_method="sum"``, ``max_level=8``.
 

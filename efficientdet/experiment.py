@@ -3,8 +3,10 @@ import numpy as np
 import tensorflow as tf
 
 from common.export.label_map import run_label_map
+from common.progress import progress
 from common.training.loop import TrainingStage
 from dataset.input_utils import EpochSpan
+from dataset.preprocessing import DETECTION_NORMALIZATION, denormalize_image
 from dataset.record_check import RecordChecker
 from efficientdet.coco_evaluation import CocoEvaluator
 from efficientdet.task import DetectionTask
@@ -53,9 +55,10 @@ class DetectionExperiment:
     def evaluate(self, model, dataset, max_steps=None, results_json=None, preview=None):
         """COCO metrics of ``model`` (weights already in place) on ``dataset``.
 
-        ``preview``: optional callable that receives uint8 ``[N, H, 2W, 3]``
-        pictures of the first batch (ground truth left, detections right) for
-        TensorBoard.
+        ``preview``: optional callable that receives, after the last batch,
+        uint8 ``[N, H', 2W', 3]`` pictures of the first ``eval.num_pictures``
+        images (ground truth left, detections right; see :func:`preview_pictures`),
+        for TensorBoard and ``model_dir/eval_pictures``.
         """
         task = self.task
 
@@ -67,29 +70,37 @@ class DetectionExperiment:
         label_map, _ = run_label_map(self.config, first_id=1)
         evaluator = CocoEvaluator(self.config.data.val_json_file, label_map)
         build_gt = not self.config.data.val_json_file
-        for step, (images, labels) in enumerate(dataset):
-            if max_steps is not None and step >= max_steps:
-                break
-            detections = predict(images, labels["image_scales"])
-            if preview is not None and step == 0:
-                preview(preview_pictures(images, labels, detections, label_map=label_map))
-            groundtruth = None
-            if build_gt:
-                groundtruth = {
-                    "boxes": labels["groundtruth_boxes"].numpy(),
-                    "classes": labels["groundtruth_classes"].numpy(),
-                    "is_crowd": labels["groundtruth_is_crowd"].numpy(),
-                    "areas": labels["groundtruth_areas"].numpy(),
-                    "image_sizes": labels["image_sizes"].numpy(),
-                }
-            evaluator.add(
-                labels["source_ids"].numpy(),
-                detections.boxes.numpy(),
-                detections.scores.numpy(),
-                detections.classes.numpy(),
-                detections.num_detections.numpy(),
-                groundtruth,
-            )
+        pictures = []
+        with progress(max_steps, "evaluation", "batch", is_chief=self.distribution.is_chief) as bar:
+            for step, (images, labels) in enumerate(dataset):
+                if max_steps is not None and step >= max_steps:
+                    break
+                bar.update(1)
+                detections = predict(images, labels["image_scales"])
+                wanted = self.config.eval.num_pictures - sum(len(p) for p in pictures)
+                if preview is not None and wanted > 0:
+                    pictures.append(preview_pictures(
+                        images, labels, detections, max_images=wanted, label_map=label_map,
+                        min_side=PICTURE_SIDE, normalization=self.config.model.preprocessing))
+                groundtruth = None
+                if build_gt:
+                    groundtruth = {
+                        "boxes": labels["groundtruth_boxes"].numpy(),
+                        "classes": labels["groundtruth_classes"].numpy(),
+                        "is_crowd": labels["groundtruth_is_crowd"].numpy(),
+                        "areas": labels["groundtruth_areas"].numpy(),
+                        "image_sizes": labels["image_sizes"].numpy(),
+                    }
+                evaluator.add(
+                    labels["source_ids"].numpy(),
+                    detections.boxes.numpy(),
+                    detections.scores.numpy(),
+                    detections.classes.numpy(),
+                    detections.num_detections.numpy(),
+                    groundtruth,
+                )
+        if pictures:
+            preview(np.concatenate(pictures))
         if self.distribution.num_shards > 1:
             # Every process evaluated its shard; all compute the metrics on the union.
             evaluator.merge(self.distribution.allgather_object(evaluator.state()))
@@ -100,7 +111,14 @@ class DetectionExperiment:
                 for k, v in metrics.items()}
 
 
-def preview_pictures(images, labels, detections, max_images=4, min_score=0.3, label_map=None):
+# Evaluation pictures: detections drawn from this score (as model_inspect.py
+# --runmode infer's default), files enlarged to at least this side.
+PICTURE_MIN_SCORE = 0.4
+PICTURE_SIDE = 384
+
+
+def preview_pictures(images, labels, detections, max_images=4, min_score=PICTURE_MIN_SCORE,
+                     label_map=None, min_side=0, normalization=DETECTION_NORMALIZATION):
     """Side-by-side pictures of an evaluation batch in the network-input frame.
 
     Args:
@@ -111,17 +129,23 @@ def preview_pictures(images, labels, detections, max_images=4, min_score=0.3, la
         max_images: pictures made (the first of the batch).
         min_score: detections below this are not drawn.
         label_map: optional ``{class_id: name}`` for the labels drawn.
+        min_side: the pictures are enlarged by the smallest whole factor ``z``
+            that makes their shorter side at least this (nearest neighbour, so
+            small network inputs stay legible); 0 keeps the network size.
+        normalization: how ``images`` were normalised (undone for the pictures).
 
     Returns:
-        uint8 ``[N, H, 2W, 3]``: ground truth left, detections (``class: score``) right.
+        uint8 ``[N, zH, 2zW, 3]``: ground truth left (class names), detections
+        (``class: score``) right.
     """
     from common.export.visualize import draw_detections
-    from dataset.preprocessing import MEAN_RGB, STDDEV_RGB
 
     count = min(max_images, int(images.shape[0]))
-    pixels = images[:count].numpy() * np.array(STDDEV_RGB) + np.array(MEAN_RGB)
-    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
-    scales = labels["image_scales"].numpy()[:count]
+    pixels = denormalize_image(images[:count].numpy(), normalization)
+    zoom = max(1, -(-int(min_side) // min(pixels.shape[1:3]))) if count else 1
+    if zoom > 1:
+        pixels = pixels.repeat(zoom, axis=1).repeat(zoom, axis=2)
+    scales = labels["image_scales"].numpy()[:count] / zoom
     gt_boxes = labels["groundtruth_boxes"].numpy()[:count]
     gt_classes = labels["groundtruth_classes"].numpy()[:count].astype(np.int64)
     boxes = detections.boxes.numpy()[:count]
@@ -130,8 +154,8 @@ def preview_pictures(images, labels, detections, max_images=4, min_score=0.3, la
     pictures = []
     for i in range(count):
         real = gt_classes[i] > 0
-        truth, _ = draw_detections(pixels[i], gt_boxes[i][real] / scales[i], np.ones(int(real.sum())),
-                                   gt_classes[i][real], label_map, min_score=0.0)
+        truth, _ = draw_detections(pixels[i], gt_boxes[i][real] / scales[i], None,
+                                   gt_classes[i][real], label_map)
         found, _ = draw_detections(pixels[i], boxes[i] / scales[i], scores[i], classes[i],
                                    label_map, min_score=min_score)
         pictures.append(np.concatenate([np.asarray(truth), np.asarray(found)], axis=1))

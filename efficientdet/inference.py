@@ -35,18 +35,20 @@ from common.detection.nms import NmsSettings
 from common.detection.postprocess import postprocess
 from common.export.module import InferenceModule, fold_batch, unfold_batch
 from dataset.preprocessing import (
-    normalize_detection_image,
+    DETECTION_NORMALIZATION,
+    normalize_image,
     preprocess_detection_image,
     resize_and_pad,
 )
 
 
-def letterbox(images, image_size):
+def letterbox(images, image_size, normalization=DETECTION_NORMALIZATION):
     """Official EfficientDet eval preprocessing of one image or a batch of one size.
 
     Args:
         images: ``[H, W, 3]`` or ``[B, H, W, 3]`` RGB, values 0–255 (any real dtype).
         image_size: network ``(height, width)``.
+        normalization: a name of :data:`dataset.preprocessing.NORMALIZATIONS`.
 
     Returns:
         ``(normalized, scale_to_original)``: float32 ``[h, w, 3]`` (or
@@ -55,11 +57,11 @@ def letterbox(images, image_size):
     """
     images = tf.convert_to_tensor(images)
     if images.shape.rank == 3:
-        return preprocess_detection_image(images, image_size)
+        return preprocess_detection_image(images, image_size, normalization)
     batch_size = tf.shape(images)[0]
 
     def normalize(folded):
-        return fold_batch(normalize_detection_image(unfold_batch(folded, batch_size)))
+        return fold_batch(normalize_image(unfold_batch(folded, batch_size), normalization))
 
     padded, scale_to_original = resize_and_pad(fold_batch(images), image_size, window_fn=normalize)
     return unfold_batch(padded, batch_size), scale_to_original
@@ -79,6 +81,8 @@ class DetectionInference(InferenceModule):
             official Gaussian soft-NMS).
         nms_method: optional method name (:data:`common.detection.nms.NMS_METHODS`)
             replacing ``nms.mode``.
+        normalization: pixel normalisation of the network's checkpoints
+            (:data:`dataset.preprocessing.NORMALIZATIONS`; the model's ``preprocessing``).
         name: module name.
 
     Use :meth:`from_config` to build it from a detector config.
@@ -89,9 +93,10 @@ class DetectionInference(InferenceModule):
 
     def __init__(self, network, image_size, num_classes, anchors: Optional[AnchorSet] = None,
                  nms: Optional[NmsSettings] = None, nms_method: Optional[str] = None,
-                 name="efficientdet_inference"):
+                 normalization=DETECTION_NORMALIZATION, name="efficientdet_inference"):
         super().__init__(network, image_size, name=name)
         self.num_classes = int(num_classes)
+        self.normalization = normalization
         anchors = AnchorSet.build(self.image_size) if anchors is None else anchors
         if tuple(anchors.image_size) != tuple(self.image_size):
             raise ValueError(f"anchors were built for {anchors.image_size}, the network input is "
@@ -116,15 +121,16 @@ class DetectionInference(InferenceModule):
             network, model_config.image_size, model_config.num_classes,
             anchors=AnchorSet.from_config(model_config),
             nms=NmsSettings.from_config(model_config.nms),
+            normalization=model_config.preprocessing,
         )
 
     def preprocess_batch(self, images):
-        normalized, scale_to_original = letterbox(images, self.image_size)
+        normalized, scale_to_original = letterbox(images, self.image_size, self.normalization)
         normalized = tf.ensure_shape(normalized, [None, *self.image_size, 3])
         return normalized, tf.fill(tf.shape(images)[:1], scale_to_original)
 
     def preprocess_single(self, image):
-        return letterbox(image, self.image_size)
+        return letterbox(image, self.image_size, self.normalization)
 
     def raw_outputs(self, normalized):
         """Normalized ``[B, h, w, 3]`` → ``{"class_outputs_p3": [B, H_3, W_3, A*C], …,

@@ -1,4 +1,5 @@
-"""Compound-scaling table of EfficientDet D0–D7x (Tan, Pang & Le 2020, §4.2, Table 1).
+"""Compound-scaling table of EfficientDet D0–D7x (Tan, Pang & Le 2020, §4.2, Table 1)
+and EfficientDet-Lite0–4 (the official on-device detectors).
 
 The one place that says what each detector is: the settings every detector
 shares, one row per detector for what differs, and the architecture limits the
@@ -7,6 +8,12 @@ release (``efficientdet_model_param_dict`` on top of its default detection
 config). D6, D7 and D7x fuse BiFPN inputs with an unweighted sum (the official
 choice for training stability at that size); D7 enlarges the anchors; D7x adds
 a sixth level (P3–P8).
+
+The Lite rows are the official google/automl ``efficientdet-lite*`` settings:
+EfficientNet-Lite backbones (ReLU6, no squeeze-excite), ReLU6 everywhere, an
+unweighted-sum BiFPN (no fusion weights: cheap and int8-friendly), pixels
+normalised as ``(x - 127) / 128``, and anchor scale 3 for Lite0/1/2/3x (Lite3
+and Lite4 keep the default 4).
 
 Plain data, no imports of the rest of the package:
 :class:`efficientdet.config.DetectionModelConfig` takes its defaults from the
@@ -40,6 +47,8 @@ _SHARED = dict(
     conv_after_downsample=False,
     conv_bn_act_pattern=False,
     activation="swish",
+    # Pixel normalisation of the checkpoints (dataset.preprocessing.NORMALIZATIONS).
+    preprocessing="imagenet_mean_std",
     bn_momentum=0.99,
     bn_epsilon=1e-3,
     # Residual drop path in the class/box heads (official ``survival_prob``
@@ -47,10 +56,13 @@ _SHARED = dict(
     head_drop_path_rate=0.0,
 )
 
+# What every EfficientDet-Lite shares (module docstring).
+_LITE = dict(activation="relu6", fpn_weight_method="sum", preprocessing="scale_127")
+
 # name: (backbone, image size, BiFPN width, BiFPN cells, head repeats,
 #        backbone drop path rate, other fields that differ from _SHARED)
 # The backbone's stochastic depth (rate of its last block) is 0.2 except for
-# the B0 backbone of D0, where the official code switches it off.
+# the B0 backbone of D0, where the official code switches it off (Lite0 keeps it).
 _ROWS = {
     "efficientdet-d0": ("efficientnet-b0", 512, 64, 3, 3, 0.0, {}),
     "efficientdet-d1": ("efficientnet-b1", 640, 88, 4, 3, 0.2, {}),
@@ -65,6 +77,12 @@ _ROWS = {
     "efficientdet-d7x": (
         "efficientnet-b7", 1536, 384, 8, 5, 0.2, dict(fpn_weight_method="sum", max_level=8)
     ),
+    "efficientdet-lite0": ("efficientnet-lite0", 320, 64, 3, 3, 0.2, dict(_LITE, anchor_scale=3.0)),
+    "efficientdet-lite1": ("efficientnet-lite1", 384, 88, 4, 3, 0.2, dict(_LITE, anchor_scale=3.0)),
+    "efficientdet-lite2": ("efficientnet-lite2", 448, 112, 5, 3, 0.2, dict(_LITE, anchor_scale=3.0)),
+    "efficientdet-lite3": ("efficientnet-lite3", 512, 160, 6, 4, 0.2, dict(_LITE)),
+    "efficientdet-lite3x": ("efficientnet-lite3", 640, 200, 6, 4, 0.2, dict(_LITE, anchor_scale=3.0)),
+    "efficientdet-lite4": ("efficientnet-lite4", 640, 224, 7, 4, 0.2, dict(_LITE)),
 }
 
 
@@ -83,12 +101,13 @@ def get_detector_params(name):
     ``max_level``, ``num_scales``, ``aspect_ratios``, ``anchor_scale``,
     ``fpn_name``, ``fpn_weight_method``, ``separable_conv``,
     ``apply_bn_for_resampling``, ``conv_after_downsample``,
-    ``conv_bn_act_pattern``, ``activation``, ``bn_momentum``, ``bn_epsilon``,
-    ``head_drop_path_rate``. Unvalidated data: a validated config comes from
+    ``conv_bn_act_pattern``, ``activation``, ``preprocessing``, ``bn_momentum``,
+    ``bn_epsilon``, ``head_drop_path_rate``. Unvalidated data: a validated config comes from
     :func:`efficientdet.config.preset_config`.
 
     Args:
-        name: ``efficientdet-d0`` … ``efficientdet-d7``, ``efficientdet-d7x``.
+        name: ``efficientdet-d0`` … ``efficientdet-d7``, ``efficientdet-d7x``,
+            ``efficientdet-lite0`` … ``efficientdet-lite4``, ``efficientdet-lite3x``.
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.

@@ -13,7 +13,7 @@ from common.backbones import get_efficientnet_spec, list_efficientnet_names
 from common.config.errors import ConfigError
 
 TASK = "classification"
-_PREPROCESSING = ("scale_128", "imagenet_mean_std")
+_PREPROCESSING = ("scale_128", "imagenet_mean_std", "scale_127")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +79,7 @@ MODEL_CONFIG_CLASS = ClassificationModelConfig
 
 
 def list_model_names():
-    """Every classifier name: ``efficientnetv2-*`` and ``efficientnet-b*``."""
+    """Every classifier name: ``efficientnetv2-*``, ``efficientnet-b*`` and ``efficientnet-lite*``."""
     return list_efficientnet_names()
 
 
@@ -95,7 +95,7 @@ def presets(model_name):
             "activation": spec.activation,
             "bn_momentum": spec.bn_momentum,
             "bn_epsilon": spec.bn_epsilon,
-            "preprocessing": "scale_128" if is_v2 else "imagenet_mean_std",
+            "preprocessing": spec.preprocessing,
             "progressive": {
                 "n_stages": 4 if is_v2 else 1,
                 "randaug_magnitude": float(spec.randaug_magnitude or 0),

@@ -12,7 +12,8 @@ subclassed; ARCHITECTURE.md), built from the shared functions of
    simply resizes from 320 up; the EfficientNet V1 recipe
    (``imagenet_mean_std``) always crops;
 2. **normalize** (:func:`dataset.preprocessing.normalize_classification_image`):
-   ``scale_128`` = ``(x - 128) / 128`` (V2) or ``imagenet_mean_std`` (V1).
+   ``scale_128`` = ``(x - 128) / 128`` (V2), ``imagenet_mean_std`` (V1) or
+   ``scale_127`` = ``(x - 127) / 128`` (Lite).
 
 Outputs: ``logits [B, C]`` and ``probabilities [B, C]`` (softmax) float32,
 ``top_k_classes [B, k]`` int32 (0-based class ids, best first) and
@@ -37,7 +38,7 @@ def classification_preprocess(images, image_size, normalization="scale_128", cro
     Args:
         images: RGB, values 0–255, any real dtype.
         image_size: network ``(height, width)``.
-        normalization: ``scale_128`` or ``imagenet_mean_std``.
+        normalization: ``scale_128``, ``imagenet_mean_std`` or ``scale_127``.
         crop: center-crop first; None = :func:`uses_center_crop`.
 
     Returns:
@@ -63,7 +64,7 @@ class ClassifierInference(InferenceModule):
     Args:
         network: a pure classifier (:func:`efficientnet_v2.network.build_classifier`).
         image_size: network input ``(height, width)``.
-        normalization: ``scale_128`` or ``imagenet_mean_std``.
+        normalization: ``scale_128``, ``imagenet_mean_std`` or ``scale_127``.
         center_crop: None = the official rule (module docstring).
         top_k: classes reported per image (capped at the number of classes).
     """

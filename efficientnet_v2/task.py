@@ -2,6 +2,8 @@
 import numpy as np
 import tensorflow as tf
 
+from common.progress import progress
+
 
 class ClassificationTask:
     """Softmax cross-entropy (with label smoothing) on float32 logits.
@@ -49,10 +51,13 @@ class ClassificationTask:
             return tf.stack([top1, topk, loss, tf.cast(tf.shape(images)[0], tf.float32)])
 
         totals = np.zeros(4, np.float64)
-        for step, (images, labels) in enumerate(dataset):
-            if max_steps is not None and step >= max_steps:
-                break
-            totals += batch_stats(images, labels).numpy()
+        chief = distribution is None or distribution.is_chief
+        with progress(max_steps, "evaluation", "batch", is_chief=chief) as bar:
+            for step, (images, labels) in enumerate(dataset):
+                if max_steps is not None and step >= max_steps:
+                    break
+                totals += batch_stats(images, labels).numpy()
+                bar.update(1)
         if distribution is not None and distribution.num_shards > 1:
             # Each shard's process evaluated its own files: sum the counts.
             totals = (np.asarray(distribution.allreduce_mean(tf.constant(totals)))

@@ -47,3 +47,31 @@ def parse_weight_list(path):
             name = name[:-2]
         shapes[name] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
     return shapes
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory):
+    """The quickstart detector (D0, 128×128, 3 classes), trained once per session
+    exactly as ``make demo`` trains it: ``main.py --mode train_and_eval`` in a
+    subprocess with no data flags (the built-in sample dataset at 128 px and
+    ``configs/quickstart-detection.yaml`` as shipped).
+
+    Returns a dict with ``model_dir`` (checkpoints, the resolved ``config.yaml``,
+    ``dllogger.json``, ``eval_epoch*.json`` detections, ``eval_pictures/``),
+    ``sample`` (the paths of :func:`dataset.make_sample_dataset.make_sample_datasets`)
+    and ``stdout`` (what the run printed).
+    """
+    import subprocess
+    import sys
+
+    from dataset.make_sample_dataset import make_sample_datasets
+
+    root = tmp_path_factory.mktemp("trained_detector")
+    sample_dir, model_dir = root / "sample", root / "model"
+    sample = make_sample_datasets(str(sample_dir), image_size=128)
+    result = subprocess.run(
+        [sys.executable, "main.py", "--mode", "train_and_eval", "--model_dir", str(model_dir),
+         "--sample_data_dir", str(sample_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"model_dir": str(model_dir), "sample": sample, "stdout": result.stdout}

@@ -77,6 +77,15 @@ class EfficientNetSpec:
     activation: str = "swish"
     randaug_magnitude: int | None = None
     mixup_alpha: float = 0.0
+    # EfficientNet-Lite: no squeeze-excite (poorly supported on phone
+    # accelerators), and stem (32), head (1280) and the repeats of the first and
+    # last stage stay unscaled.
+    use_se: bool = True
+    fix_head_stem: bool = False
+    # Pixel normalisation of the official checkpoints
+    # (dataset.preprocessing.NORMALIZATIONS): V1 the ImageNet mean/std, Lite
+    # (x - 127) / 128, V2 (x - 128) / 128.
+    preprocessing: str = "imagenet_mean_std"
 
 
 _V1_BLOCKS = (
@@ -99,6 +108,17 @@ _V1_PARAMS = {
     "efficientnet-b5": (1.6, 2.2, 456, 0.4),
     "efficientnet-b6": (1.8, 2.6, 528, 0.5),
     "efficientnet-b7": (2.0, 3.1, 600, 0.5),
+}
+
+# EfficientNet-Lite (the official TFLite-friendly variant of V1): the V1 blocks
+# and scaling rules with ReLU6, no squeeze-excite and fixed stem/head; its own
+# resolution table. (width, depth, resolution, dropout).
+_LITE_PARAMS = {
+    "efficientnet-lite0": (1.0, 1.0, 224, 0.2),
+    "efficientnet-lite1": (1.0, 1.1, 240, 0.2),
+    "efficientnet-lite2": (1.1, 1.2, 260, 0.3),
+    "efficientnet-lite3": (1.2, 1.4, 280, 0.3),
+    "efficientnet-lite4": (1.4, 1.8, 300, 0.3),
 }
 
 _V2_BASE_BLOCKS = (
@@ -136,12 +156,24 @@ _V2_L_BLOCKS = (
     "r7_k3_s1_e6_i384_o640_se0.25",
 )
 
+# The ImageNet-21k model: deeper than L, wider stages 5 and 6.
+_V2_XL_BLOCKS = (
+    "r4_k3_s1_e1_i32_o32_c1",
+    "r8_k3_s2_e4_i32_o64_c1",
+    "r8_k3_s2_e4_i64_o96_c1",
+    "r16_k3_s2_e4_i96_o192_se0.25",
+    "r24_k3_s1_e6_i192_o256_se0.25",
+    "r32_k3_s2_e6_i256_o512_se0.25",
+    "r8_k3_s1_e6_i512_o640_se0.25",
+)
+
 # (blocks, width, depth, train size, eval size, dropout, randaug magnitude, mixup alpha)
 # — Tan & Le 2021, Table 4 and the official training recipes.
 _V2_PARAMS = {
     "efficientnetv2-s": (_V2_S_BLOCKS, 1.0, 1.0, 300, 384, 0.2, 10, 0.0),
     "efficientnetv2-m": (_V2_M_BLOCKS, 1.0, 1.0, 384, 480, 0.3, 15, 0.2),
     "efficientnetv2-l": (_V2_L_BLOCKS, 1.0, 1.0, 384, 480, 0.4, 20, 0.5),
+    "efficientnetv2-xl": (_V2_XL_BLOCKS, 1.0, 1.0, 384, 512, 0.4, 20, 0.5),
     "efficientnetv2-b0": (_V2_BASE_BLOCKS, 1.0, 1.0, 192, 224, 0.2, 5, 0.0),
     "efficientnetv2-b1": (_V2_BASE_BLOCKS, 1.0, 1.1, 192, 240, 0.2, 5, 0.0),
     "efficientnetv2-b2": (_V2_BASE_BLOCKS, 1.1, 1.2, 208, 260, 0.3, 5, 0.0),
@@ -151,12 +183,12 @@ _V2_PARAMS = {
 
 def list_efficientnet_names():
     """All network names :func:`get_efficientnet_spec` accepts."""
-    return sorted(_V1_PARAMS) + sorted(_V2_PARAMS)
+    return sorted(_V1_PARAMS) + sorted(_LITE_PARAMS) + sorted(_V2_PARAMS)
 
 
 def get_efficientnet_spec(name):
-    """Returns the :class:`EfficientNetSpec` of ``efficientnet-b0..b7`` or
-    ``efficientnetv2-{s,m,l,b0..b3}``.
+    """Returns the :class:`EfficientNetSpec` of ``efficientnet-b0..b7``,
+    ``efficientnet-lite0..4`` or ``efficientnetv2-{s,m,l,xl,b0..b3}``.
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.
@@ -173,6 +205,22 @@ def get_efficientnet_spec(name):
             dropout_rate=dropout,
             bn_momentum=0.99,
         )
+    if name in _LITE_PARAMS:
+        width, depth, size, dropout = _LITE_PARAMS[name]
+        return EfficientNetSpec(
+            name=name,
+            blocks=tuple(BlockSpec.parse(b) for b in _V1_BLOCKS),
+            width_coefficient=width,
+            depth_coefficient=depth,
+            train_size=size,
+            eval_size=size,
+            dropout_rate=dropout,
+            bn_momentum=0.99,
+            activation="relu6",
+            use_se=False,
+            fix_head_stem=True,
+            preprocessing="scale_127",
+        )
     if name in _V2_PARAMS:
         blocks, width, depth, train_size, eval_size, dropout, randaug, mixup = _V2_PARAMS[name]
         return EfficientNetSpec(
@@ -186,6 +234,7 @@ def get_efficientnet_spec(name):
             bn_momentum=0.9,
             randaug_magnitude=randaug,
             mixup_alpha=mixup,
+            preprocessing="scale_128",
         )
     raise ValueError(
         f"Unknown EfficientNet {name!r}; valid names: {', '.join(list_efficientnet_names())}."

@@ -1,4 +1,5 @@
-"""The one EfficientNet builder: V1 B0–B7 (EfficientDet backbones) and V2 S/M/L/B0–B3.
+"""The one EfficientNet builder: V1 B0–B7 (EfficientDet backbones), EfficientNet-Lite0–4
+(EfficientDet-Lite backbones) and V2 S/M/L/XL/B0–B3.
 
 Builds stem → blocks (MBConv / Fused-MBConv from :mod:`block_specs`) and, for a
 classifier, the head. The layer's name is the network name (e.g.
@@ -33,7 +34,8 @@ class EfficientNet(keras.layers.Layer):
         ``endpoint_levels`` (level l = stride 2^l; e.g. P3–P5 feed BiFPN).
 
     Args:
-        model_name: ``efficientnet-b0``..``b7`` or ``efficientnetv2-{s,m,l,b0..b3}``.
+        model_name: ``efficientnet-b0``..``b7``, ``efficientnet-lite0``..``lite4`` or
+            ``efficientnetv2-{s,m,l,xl,b0..b3}``.
         num_classes: build the classification head with this many classes.
         endpoint_levels: levels returned by the feature extractor (2..5).
         drop_path_rate: stochastic-depth rate of the last block; block i uses
@@ -81,14 +83,21 @@ class EfficientNet(keras.layers.Layer):
             bn_epsilon=self.bn_epsilon,
             sync_bn=self.sync_bn,
         )
-        self.stem = ConvBnAct(filters(spec.blocks[0].input_filters), 3, 2, name="stem", **norm)
+        # Lite keeps stem and head at their base widths ("fix_head_stem").
+        stem_filters = spec.blocks[0].input_filters
+        if not spec.fix_head_stem:
+            stem_filters = filters(stem_filters)
+        self.stem = ConvBnAct(stem_filters, 3, 2, name="stem", **norm)
 
         stages = []
-        for stage in spec.blocks:
-            stages.append(
-                (stage, filters(stage.input_filters), filters(stage.output_filters),
-                 round_repeats(stage.repeats, spec.depth_coefficient))
-            )
+        channels = stem_filters  # what the next block really receives
+        last = len(spec.blocks) - 1
+        for index, stage in enumerate(spec.blocks):
+            repeats = stage.repeats
+            if not (spec.fix_head_stem and index in (0, last)):
+                repeats = round_repeats(repeats, spec.depth_coefficient)
+            stages.append((stage, channels, filters(stage.output_filters), repeats))
+            channels = filters(stage.output_filters)
         num_blocks = sum(r for *_, r in stages)
         self.blocks = []
         self._block_levels = []
@@ -106,7 +115,7 @@ class EfficientNet(keras.layers.Layer):
                         kernel_size=stage.kernel_size,
                         strides=strides,
                         expand_ratio=stage.expand_ratio,
-                        se_ratio=stage.se_ratio,
+                        se_ratio=stage.se_ratio if spec.use_se else None,
                         id_skip=stage.id_skip,
                         drop_path_rate=self.drop_path_rate * index / num_blocks,
                         name=f"blocks_{index}",
@@ -119,7 +128,8 @@ class EfficientNet(keras.layers.Layer):
         if num_classes:
             self.head = ClassificationHead(
                 num_classes,
-                feature_size=filters(spec.feature_size),
+                feature_size=(spec.feature_size if spec.fix_head_stem
+                              else filters(spec.feature_size)),
                 dropout_rate=self.dropout_rate,
                 name="head",
                 **norm,

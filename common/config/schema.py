@@ -168,9 +168,14 @@ class EvalConfig:
     # (same metrics within float rounding, faster); evaluation during training
     # shares the training network and never folds.
     fold_batch_norm: bool = True
+    # Detection: every evaluation writes its first num_pictures validation images,
+    # ground truth beside detections, to model_dir/eval_pictures/ and TensorBoard
+    # (0: none).
+    num_pictures: int = 8
 
     def validate(self):
         _check(self.batch_size > 0, "eval.batch_size must be > 0.")
+        _check(self.num_pictures >= 0, "eval.num_pictures must be >= 0 (0 writes no pictures).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,6 +45,7 @@ from absl import logging
 from common.atomic_files import atomic_write
 from common.export.errors import ExportError
 from common.export.module import POSTPROCESS_SCOPE
+from common.progress import progress
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 
@@ -124,7 +125,7 @@ def convert_to_tflite(module, quantize="none", representative_images=None,
         if not samples:
             raise ExportError("The representative dataset for int8 quantization is empty.")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([s] for s in samples)
+        converter.representative_dataset = lambda: _calibration_feed(samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                tf.lite.OpsSet.TFLITE_BUILTINS]
     start = time.time()
@@ -151,13 +152,21 @@ def _tensor_names(flatbuffer):
     return names
 
 
+def _calibration_feed(samples):
+    """The converter's representative dataset: ``[sample]`` per batch, with a bar."""
+    with progress(len(samples), "int8 calibration", "batch") as bar:
+        for sample in samples:
+            yield [sample]
+            bar.update(1)
+
+
 def _quantize_with_float_postprocess(converter, samples):
     """int8 network, float post-processing (module docstring): calibrate once, then
     quantize with every tensor of the post-processing scope denylisted."""
     with warnings.catch_warnings():  # "use ai_edge_litert": tf.lite is what TF 2.18 ships
         warnings.simplefilter("ignore", UserWarning)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([s] for s in samples))
+            converter=converter, debug_dataset=lambda: _calibration_feed(samples))
         post = [n for n in _tensor_names(debugger.calibrated_model)
                 if n.startswith(POSTPROCESS_SCOPE + "/")]
         if not post:

@@ -34,7 +34,8 @@ def draw_detections(image, boxes, scores, classes, label_map=None, min_score=0.4
     Args:
         image: uint8 ``[H, W, 3]``.
         boxes: ``[D, 4]`` ``(ymin, xmin, ymax, xmax)`` in image pixels.
-        scores: ``[D]``; rows below ``min_score`` are not drawn.
+        scores: ``[D]``; rows below ``min_score`` are not drawn. None: ground
+            truth, every box drawn and labelled with its name only.
         classes: ``[D]`` 1-based class ids (0 = padding, never drawn).
         label_map: ``{id: name}``; unknown ids are shown as numbers.
         min_score: drawing threshold.
@@ -43,6 +44,9 @@ def draw_detections(image, boxes, scores, classes, label_map=None, min_score=0.4
     Returns:
         ``(PIL.Image, number of boxes drawn)``.
     """
+    labels_only = scores is None
+    if labels_only:
+        scores = np.ones(len(boxes), np.float32)
     canvas = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     font = _font(canvas.height)
@@ -57,7 +61,9 @@ def draw_detections(image, boxes, scores, classes, label_map=None, min_score=0.4
         ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
         color = _PALETTE[int(classes[i]) % len(_PALETTE)]
         draw.rectangle((xmin, ymin, xmax, ymax), outline=color, width=width)
-        text = f"{label_name(label_map or {}, classes[i])}: {scores[i]:.2f}"
+        text = label_name(label_map or {}, classes[i])
+        if not labels_only:
+            text = f"{text}: {scores[i]:.2f}"
         _label(draw, (xmin + width, max(0.0, ymin - _font_height(font) - 2)), text, color, font)
         drawn += 1
     return canvas, drawn

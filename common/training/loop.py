@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import numpy as np
 from absl import logging
 
+from common.progress import progress
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN/Inf or exploded; the message names the first bad step,
@@ -87,6 +89,7 @@ class TrainingLoop:
         self.last_eval = None
         self.best_epoch = None  # of the best evaluation in this run (None: none yet, or before a resume)
         self.history = []
+        self._num_epochs = None  # shown in the progress bar; set by run()
 
     def _check_finite(self):
         """Raises :class:`TrainingDivergedError` when the divergence watch says so."""
@@ -119,7 +122,7 @@ class TrainingLoop:
             return None
         return self.state.save()
 
-    def _log(self, losses, epoch, images, seconds):
+    def _log(self, losses, epoch, images, seconds, bar):
         values = {k: float(np.asarray(v)) for k, v in losses.items()}
         step = self.state.step
         if self.learning_rate_fn is not None:
@@ -127,28 +130,36 @@ class TrainingLoop:
         values["loss_scale"] = float(np.asarray(self.train_step.loss_scale))
         values["images_per_second"] = images / max(seconds, 1e-9)
         self.history.append(dict(values, step=step, epoch=epoch))
-        self.logger.log(step, values, prefix="train", epoch=epoch)
+        # With a bar on the terminal the values go beside it, not into log lines.
+        self.logger.log(step, values, prefix="train", epoch=epoch, terminal=not bar.enabled)
+        bar.set_postfix(**{k: v for k, v in values.items() if k.endswith("loss") and v},
+                        img_s=values["images_per_second"])
 
     def train_epoch(self, iterator, epoch, first_step=0):
         """Runs optimizer steps ``first_step … steps_per_epoch - 1`` of ``epoch`` from ``iterator``."""
         tick = time.perf_counter()
         images = 0
-        for index in range(first_step, self.steps_per_epoch):
-            losses = self.train_step.run(iterator)
-            images += self.global_batch_size
-            last = index == self.steps_per_epoch - 1
-            if (index + 1) % self.log_every_n_steps == 0 or last:
-                self._check_finite()
-                self._log(losses, epoch + 1, images, time.perf_counter() - tick)
-                tick, images = time.perf_counter(), 0
-            if (self.save_every_n_steps and not last
-                    and self.state.step % self.save_every_n_steps == 0):
-                # Only a checkpoint inside an epoch needs the position (epoch ends reset it).
-                self.state.epoch_step.assign(index + 1)
-                self._save()
+        of = f"/{self._num_epochs}" if self._num_epochs else ""
+        with progress(self.steps_per_epoch, f"epoch {epoch + 1}{of}", "step",
+                      is_chief=getattr(self.logger, "is_chief", True), initial=first_step) as bar:
+            for index in range(first_step, self.steps_per_epoch):
+                losses = self.train_step.run(iterator)
+                images += self.global_batch_size
+                bar.update(1)
+                last = index == self.steps_per_epoch - 1
+                if (index + 1) % self.log_every_n_steps == 0 or last:
+                    self._check_finite()
+                    self._log(losses, epoch + 1, images, time.perf_counter() - tick, bar)
+                    tick, images = time.perf_counter(), 0
+                if (self.save_every_n_steps and not last
+                        and self.state.step % self.save_every_n_steps == 0):
+                    # Only a checkpoint inside an epoch needs the position (epoch ends reset it).
+                    self.state.epoch_step.assign(index + 1)
+                    self._save()
 
     def run(self, stages, num_epochs):
         """Trains from the checkpointed epoch to ``num_epochs`` through ``stages``."""
+        self._num_epochs = num_epochs
         start_epoch = int(self.state.epoch.numpy())
         # Steps already taken in ``start_epoch`` (a checkpoint saved inside an epoch).
         start_step = int(self.state.epoch_step.numpy())

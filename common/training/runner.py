@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common.atomic_files import atomic_write, write_text
+from common.atomic_files import atomic_directory, atomic_write, write_text
 from common.checkpoints import restore_for_inference
 from common.config import ConfigError, build_network, dump_config
 from common.export.label_map import (MODEL_DIR_LABEL_MAP, LabelMapError, label_map_json,
@@ -155,9 +155,13 @@ def _evaluate_during_training(config, options, distribution, experiment, setup, 
         results_json = os.path.join(runtime.model_dir, f"eval_epoch{epoch}.json") \
             if distribution.is_chief else None
         preview = None
-        if distribution.is_chief and runtime.model_dir:
+        if distribution.is_chief and runtime.model_dir and config.eval.num_pictures:
             step_now = int(setup.step.global_step.numpy())
-            preview = lambda images: logger.images(step_now, "eval/examples", images)  # noqa: E731
+
+            def preview(pictures):
+                logger.images(step_now, "eval/examples", pictures)
+                write_eval_pictures(runtime.model_dir, pictures, f"epoch {epoch}")
+
         return _evaluate_with_ema(experiment, model, ema, config, options.eval_steps,
                                   results_json, preview)
 
@@ -216,6 +220,28 @@ def _class_names(config):
         raise ConfigError(f"data.label_map: {error}") from None
 
 
+EVAL_PICTURES = "eval_pictures"
+
+
+def write_eval_pictures(model_dir, pictures, what):
+    """Replaces ``model_dir/eval_pictures/`` with ``pictures`` (uint8 ``[N, H, W, 3]``)
+    as ``val_000.png`` …, all or nothing; logs where they are.
+
+    ``what``: the evaluated weights, for the log line (``epoch 8``, a checkpoint).
+    """
+    from PIL import Image
+
+    path = os.path.join(model_dir, EVAL_PICTURES)
+    with atomic_directory(path) as folder:
+        os.makedirs(folder)
+        for index, picture in enumerate(pictures):
+            Image.fromarray(np.asarray(picture, np.uint8)).save(
+                os.path.join(folder, f"val_{index:03d}.png"))
+    logging.info("Wrote %d validation pictures of %s (ground truth left, detections right) to %s",
+                 len(pictures), what, path)
+    return path
+
+
 def _evaluate_with_ema(experiment, model, ema, config, max_steps, results_json, preview=None):
     dataset = experiment.eval_dataset(config.eval.batch_size)
     if ema is not None and config.eval.use_ema:
@@ -252,9 +278,13 @@ def evaluate(config, options=None, distribution=None):
     if config.runtime.model_dir and distribution.is_chief:
         results_json = os.path.join(config.runtime.model_dir, family.results_file) \
             if family.results_file else None
+    preview = None
+    if config.runtime.model_dir and distribution.is_chief and config.eval.num_pictures:
+        preview = lambda pictures: write_eval_pictures(  # noqa: E731
+            config.runtime.model_dir, pictures, os.path.basename(os.path.normpath(path)))
     with _user_errors(config, val_files, experiment.records, training=False):
         metrics = experiment.evaluate(model, experiment.eval_dataset(config.eval.batch_size),
-                                      options.eval_steps, results_json)
+                                      options.eval_steps, results_json, preview)
     if config.runtime.model_dir and distribution.is_chief:
         with atomic_write(os.path.join(config.runtime.model_dir, "eval_results.json")) as handle:
             json.dump(metrics, handle, indent=2)

@@ -87,8 +87,8 @@ def test_ambiguous_bare_key():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("image_size=500", r"multiples of 128"),
-        ("image_size=640x300", r"multiples of 128"),
+        ("image_size=500", r"multiples of 8"),
+        ("image_size=640x302", r"multiples of 8"),
         ("num_classes=0", r"num_classes must be >= 1"),
         ("train.batch_size=abc", r"train.batch_size: expected an integer"),
         ("train.optimizer=adagrad", r"train.optimizer 'adagrad'"),

@@ -128,35 +128,3 @@ def assert_same_detections(actual, expected, box_atol, score_atol, min_fraction=
         assert len(unmatched) <= (1.0 - min_fraction) * count, (
             f"image {b}: {len(unmatched)} of {count} detections have no match, "
             f"e.g. {unmatched[:3]}")
-
-
-# ------------------------------------------------ a detector trained on the sample data
-QUICKSTART_EPOCHS = 8  # the quickstart recipe as shipped (about 2 minutes of training here)
-
-
-@pytest.fixture(scope="session")
-def trained_detector(tmp_path_factory):
-    """The quickstart detector (D0, 128×128, 3 classes) trained on the sample dataset.
-
-    Trained once per session the way a user does it (``main.py --mode train``
-    in a subprocess, no data flags → the built-in sample dataset and
-    ``configs/quickstart-detection.yaml``). Returns a dict with ``model_dir``
-    (checkpoints + the resolved ``config.yaml``) and ``sample`` (the paths of
-    :func:`dataset.make_sample_dataset.make_sample_datasets`).
-    """
-    import pathlib
-    import subprocess
-    import sys
-
-    from dataset.make_sample_dataset import make_sample_datasets
-
-    root = tmp_path_factory.mktemp("trained_detector")
-    sample_dir, model_dir = root / "sample", root / "model"
-    sample = make_sample_datasets(str(sample_dir), image_size=128)
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "main.py", "--mode", "train", "--model_dir", str(model_dir),
-         "--sample_data_dir", str(sample_dir), "--num_epochs", str(QUICKSTART_EPOCHS)],
-        cwd=repo, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {"model_dir": str(model_dir), "sample": sample}

@@ -155,13 +155,15 @@ def test_benchmark_of_the_int8_detector_file(trained_detector, tmp_path):
                   "--input_image", os.path.join(sample["val_image_dir"], "*.jpg"),
                   "--num_calibration_steps", "4", "--tflite_path", tflite_path],
                  ["--runmode", "benchmark", "--tflite_path", tflite_path, "--batch_sizes", "1,2",
-                  "--warmup_runs", "1", "--bench_runs", "3", "--output_json", out_json]):
+                  "--num_threads", "1", "--warmup_runs", "1", "--bench_runs", "3",
+                  "--output_json", out_json]):
         result = subprocess.run([sys.executable, "model_inspect.py", "--config", config,
                                  *map(str, args)], cwd=REPO, capture_output=True, text=True,
                                 timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out_json.read_text())
     assert report["format"] == "tflite" and "tflite" in report["variant_definitions"]
+    assert report["tflite_threads"] == 1
     rows = {(r["part"], r["batch_size"]): r for r in report["results"]}
     assert set(rows) == {("end_to_end", 1), ("end_to_end", 2)}  # NMS inside: no raw rows
     for row in rows.values():

@@ -49,8 +49,32 @@ def _image_tags(model_dir):
     return tags
 
 
+def test_small_inputs_are_enlarged_for_the_picture_files():
+    images = normalize_detection_image(tf.zeros((3, 32, 40, 3), tf.uint8))
+    labels = {"image_scales": tf.ones([3]),
+              "groundtruth_boxes": tf.constant([[[4, 4, 20, 20]]] * 3, tf.float32),
+              "groundtruth_classes": tf.ones([3, 1])}
+    detections = types.SimpleNamespace(boxes=tf.constant([[[4, 4, 20, 20]]] * 3, tf.float32),
+                                       scores=tf.constant([[0.9]] * 3), classes=tf.ones([3, 1]))
+    pictures = preview_pictures(images, labels, detections, max_images=2, min_side=100)
+    assert pictures.shape == (2, 128, 320, 3)  # x4: the smallest whole factor reaching 100
+    truth = np.any(pictures[0, :, :160] != 0, axis=-1)
+    assert truth[16, 16:81].all() and not truth[100:, 100:].any()  # the box, x4
+
+
 @pytest.mark.slow
-def test_train_and_eval_writes_example_pictures_to_tensorboard(quickstart_config, tmp_path):
-    config = quickstart_config("detection", tmp_path, "train.num_epochs=1", "train.steps_per_epoch=2")
-    train(config, RunOptions(eval_during_training=True, eval_steps=1))
+def test_train_and_eval_writes_example_pictures(quickstart_config, tmp_path):
+    """TensorBoard gets the pictures, and ``model_dir/eval_pictures`` holds
+    ``eval.num_pictures`` PNGs of the last evaluation, taken across batches."""
+    from PIL import Image
+
+    config = quickstart_config("detection", tmp_path, "train.num_epochs=1",
+                               "train.steps_per_epoch=2", "eval.batch_size=2",
+                               "eval.num_pictures=3")
+    train(config, RunOptions(eval_during_training=True, eval_steps=2))
     assert "eval/examples" in _image_tags(tmp_path)
+    files = sorted(p.name for p in (tmp_path / "eval_pictures").iterdir())
+    assert files == ["val_000.png", "val_001.png", "val_002.png"]
+    side = config.model.image_size[0] * 3  # 128 -> x3 reaches 384
+    assert Image.open(tmp_path / "eval_pictures" / "val_002.png").size == (2 * side, side)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

@@ -1,5 +1,9 @@
 """Epoch loop, checkpoints and resume, with a tiny model and in-memory data."""
 import json
+import os
+import pty
+import sys
+import threading
 
 import keras
 import numpy as np
@@ -209,3 +213,53 @@ def test_eval_prints_the_per_class_table_best_first(capsys):
     table = lines[lines.index(next(l for l in lines if l.startswith("class"))) + 1:]
     assert [row.split() for row in table] == [["circle", "0.7500"], ["square", "0.2500"],
                                                ["triangle", "-1.0000"]]
+
+
+def _read_pty(master, chunks):
+    """Collects what is written to the terminal ``master`` until it closes."""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the other side closed
+            return
+        if not data:
+            return
+        chunks.append(data)
+
+
+def test_training_draws_a_progress_bar_on_a_terminal(tmp_path, monkeypatch, caplog):
+    """On a pseudo-terminal: one bar per epoch with step/total, ETA and the losses,
+    and no per-step log lines; the metrics files get every record as before."""
+    monkeypatch.delenv("EFFDET_PROGRESS", raising=False)
+    master, slave = pty.openpty()
+    terminal = os.fdopen(slave, "w", buffering=1)
+    chunks = []
+    reader = threading.Thread(target=_read_pty, args=(master, chunks), daemon=True)
+    reader.start()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _, _, _, loop, stages, logger = _setup(tmp_path)
+    with caplog.at_level("INFO"):
+        loop.run(stages, 2)
+    logger.close()
+    terminal.close()
+    reader.join(10)
+    os.close(master)
+    screen = b"".join(chunks).decode()
+    assert "epoch 1/2" in screen and "epoch 2/2" in screen, screen
+    assert f"{STEPS_PER_EPOCH}/{STEPS_PER_EPOCH}" in screen and "step/s" in screen, screen
+    assert "total_loss=" in screen and "img_s=" in screen, screen
+    assert "[train]" not in caplog.text
+    records = [l for l in (tmp_path / "dllogger.json").read_text().splitlines() if "train.total_loss" in l]
+    assert len(records) == 2 * STEPS_PER_EPOCH // 2  # every log interval, as without a bar
+
+
+def test_training_logs_lines_and_draws_nothing_without_a_terminal(tmp_path, monkeypatch, caplog,
+                                                                   capsys):
+    monkeypatch.delenv("EFFDET_PROGRESS", raising=False)
+    _, _, _, loop, stages, logger = _setup(tmp_path)
+    with caplog.at_level("INFO"):
+        loop.run(stages, 1)
+    logger.close()
+    captured = capsys.readouterr()
+    assert "epoch 1/1" not in captured.err + captured.out and "\r" not in captured.err
+    assert caplog.text.count("[train] epoch 1") == STEPS_PER_EPOCH // 2
