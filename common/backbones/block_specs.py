@@ -186,6 +186,13 @@ def list_efficientnet_names():
     return sorted(_V1_PARAMS) + sorted(_LITE_PARAMS) + sorted(_V2_PARAMS)
 
 
+def _spec(name, blocks, width, depth, train_size, eval_size, dropout, **settings):
+    return EfficientNetSpec(
+        name=name, blocks=tuple(BlockSpec.parse(b) for b in blocks), width_coefficient=width,
+        depth_coefficient=depth, train_size=train_size, eval_size=eval_size,
+        dropout_rate=dropout, **settings)
+
+
 def get_efficientnet_spec(name):
     """Returns the :class:`EfficientNetSpec` of ``efficientnet-b0..b7``,
     ``efficientnet-lite0..4`` or ``efficientnetv2-{s,m,l,xl,b0..b3}``.
@@ -193,49 +200,17 @@ def get_efficientnet_spec(name):
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    if name in _V1_PARAMS:
-        width, depth, size, dropout = _V1_PARAMS[name]
-        return EfficientNetSpec(
-            name=name,
-            blocks=tuple(BlockSpec.parse(b) for b in _V1_BLOCKS),
-            width_coefficient=width,
-            depth_coefficient=depth,
-            train_size=size,
-            eval_size=size,
-            dropout_rate=dropout,
-            bn_momentum=0.99,
-        )
-    if name in _LITE_PARAMS:
-        width, depth, size, dropout = _LITE_PARAMS[name]
-        return EfficientNetSpec(
-            name=name,
-            blocks=tuple(BlockSpec.parse(b) for b in _V1_BLOCKS),
-            width_coefficient=width,
-            depth_coefficient=depth,
-            train_size=size,
-            eval_size=size,
-            dropout_rate=dropout,
-            bn_momentum=0.99,
-            activation="relu6",
-            use_se=False,
-            fix_head_stem=True,
-            preprocessing="scale_127",
-        )
+    # V1 and Lite share the blocks and scaling rules; Lite adds its own settings.
+    lite = dict(activation="relu6", use_se=False, fix_head_stem=True, preprocessing="scale_127")
+    for table, extra in ((_V1_PARAMS, {}), (_LITE_PARAMS, lite)):
+        if name in table:
+            width, depth, size, dropout = table[name]
+            return _spec(name, _V1_BLOCKS, width, depth, size, size, dropout, bn_momentum=0.99,
+                         **extra)
     if name in _V2_PARAMS:
         blocks, width, depth, train_size, eval_size, dropout, randaug, mixup = _V2_PARAMS[name]
-        return EfficientNetSpec(
-            name=name,
-            blocks=tuple(BlockSpec.parse(b) for b in blocks),
-            width_coefficient=width,
-            depth_coefficient=depth,
-            train_size=train_size,
-            eval_size=eval_size,
-            dropout_rate=dropout,
-            bn_momentum=0.9,
-            randaug_magnitude=randaug,
-            mixup_alpha=mixup,
-            preprocessing="scale_128",
-        )
+        return _spec(name, blocks, width, depth, train_size, eval_size, dropout, bn_momentum=0.9,
+                     randaug_magnitude=randaug, mixup_alpha=mixup, preprocessing="scale_128")
     raise ValueError(
         f"Unknown EfficientNet {name!r}; valid names: {', '.join(list_efficientnet_names())}."
     )

@@ -10,7 +10,7 @@ def test_markdown_table_rows():
                  p90_ms=21.5, images_per_second=49.9, mib=4.44)]
     table = tflite_models.markdown(rows).splitlines()
     assert table[0].startswith("| model | TFLite | threads | p50 ms")
-    assert table[2] == "| efficientdet-lite0 | int8 (NMS inside) | 1 | 20.0 | 21.5 | 49.90 | 4.4 |"
+    assert table[2] == "| efficientdet-lite0 | int8 | 1 | 20.0 | 21.5 | 49.90 | 4.4 |"
 
 
 @pytest.mark.parametrize("args, message", [

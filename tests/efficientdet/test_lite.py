@@ -7,6 +7,7 @@ official EfficientDet-Lite0 outputs for seeded weights
 here, in the released name-based layout (every variable also under
 ``<name>/ExponentialMovingAverage``), and loaded as users load the release.
 """
+import json
 import pathlib
 import sys
 
@@ -162,3 +163,27 @@ def test_lite0_gives_the_official_outputs_from_a_released_checkpoint(tmp_path):
         else:
             found.pop(match)
     assert unmatched == [] and found == []
+
+
+def test_lite0_release_converts_for_fine_tuning_on_other_classes(tmp_path):
+    """``import_checkpoint`` (what ``--init_checkpoint`` also reads): every EMA
+    weight loads by name, only the class predictor is re-initialized for 3
+    classes, and the model directory records Lite0's own settings."""
+    from common.checkpoints.import_cli import main as import_main
+    from common.config import load_config
+
+    official = _official_weights(REFERENCE / "efficientdet-lite0_weights.txt")
+    (tmp_path / "release").mkdir()
+    checkpoint = _write_released_checkpoint(tmp_path / "release", official)
+    output = tmp_path / "lite0-3"
+    assert import_main(["--model_name", "efficientdet-lite0", "--ckpt", str(checkpoint),
+                        "--num_classes", "3", "--skip_mismatch", "--output_dir", str(output)]) == 0
+    summary = json.loads((output / "import_summary.json").read_text())
+    assert summary["counts"]["skipped_shape"] == 2
+    assert summary["counts"]["loaded"] == summary["counts"]["from_ema"] == len(official) - 2
+    assert {s["name"] for s in summary["skipped_shape"]} == {
+        "class_net/class-predict/pointwise_kernel", "class_net/class-predict/bias"}
+    config = load_config(str(output / "config.yaml"))
+    assert (config.model.name, config.model.num_classes, config.model.image_size) == (
+        "efficientdet-lite0", 3, (320, 320))
+    assert (config.model.preprocessing, config.model.anchor_scale) == ("scale_127", 3.0)

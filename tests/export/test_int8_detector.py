@@ -100,8 +100,12 @@ def _hit_fraction(per_image):
 
 
 @pytest.mark.slow
-def test_int8_detector_with_nms_inside_still_detects_sample_objects(trained_detector, tmp_path):
-    model_dir, sample = trained_detector["model_dir"], trained_detector["sample"]
+@pytest.mark.parametrize("trained", ["trained_detector", "trained_lite0"])
+def test_int8_detector_with_nms_inside_still_detects_sample_objects(trained, request, tmp_path):
+    """The quickstart D0 and the quickstart-fine-tuned EfficientDet-Lite0 (ReLU6,
+    (x - 127) / 128 pixels, sum BiFPN) keep their detections in int8."""
+    trained = request.getfixturevalue(trained)
+    model_dir, sample = trained["model_dir"], trained["sample"]
     tflite_path = tmp_path / "quickstart_int8.tflite"
     result = subprocess.run(
         [sys.executable, "model_inspect.py", "--runmode", "tflite", "--quantize", "int8",
