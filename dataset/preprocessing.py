@@ -28,14 +28,7 @@ import tensorflow as tf
 
 from common.detection.image_size import parse_image_size
 
-MEAN_RGB = (123.675, 116.28, 103.53)
-STDDEV_RGB = (58.395, 57.12, 57.375)
-# name: (mean, stddev) per RGB channel, 0…255 units (see the module docstring).
-NORMALIZATIONS = {
-    "imagenet_mean_std": (MEAN_RGB, STDDEV_RGB),
-    "scale_128": ((128.0,) * 3, (128.0,) * 3),
-    "scale_127": ((127.0,) * 3, (128.0,) * 3),
-}
+from dataset.normalizations import MEAN_RGB, NORMALIZATIONS, STDDEV_RGB  # noqa: F401
 CLASSIFICATION_METHODS = tuple(NORMALIZATIONS)
 DETECTION_NORMALIZATION = "imagenet_mean_std"
 CROP_PADDING = 32

@@ -147,7 +147,7 @@ class DetectionModelConfig:
             )
         if self.fpn_name not in FPN_NAMES:
             raise ConfigError(f"model.fpn_name {self.fpn_name!r} is not one of {FPN_NAMES}.")
-        from dataset.preprocessing import NORMALIZATIONS
+        from dataset.normalizations import NORMALIZATIONS
 
         if self.preprocessing not in NORMALIZATIONS:
             raise ConfigError(f"model.preprocessing {self.preprocessing!r} is not one of "

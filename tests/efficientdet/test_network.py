@@ -202,7 +202,7 @@ def test_op_after_combine_applies_swish_before_the_conv():
 
 def test_param_table_and_errors():
     assert list_detector_names()[0] == "efficientdet-d0"
-    assert len(list_detector_names()) == 9
+    assert len(list_detector_names()) == 15  # D0-D7, D7x, Lite0-4, Lite3x
     d0 = get_detector_params("efficientdet-d0")
     assert (d0["image_size"], d0["fpn_num_filters"], d0["fpn_cell_repeats"]) == ((512, 512), 64, 3)
     assert d0["fpn_weight_method"] == "fastattn"
