@@ -194,7 +194,7 @@ def test_the_loop_logs_the_best_epoch_so_far(tmp_path, caplog):
     loop = TrainingLoop(TrainStep(model, Task(), build_optimizer("sgd", 0.01), ema=ema), state,
                         logger, STEPS_PER_EPOCH, 8, evaluate_fn=lambda epoch: {"AP": scores[epoch]},
                         eval_every_n_epochs=1, primary_metric="AP")
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):  # absl's own level: other tests may lower it
         loop.run(stages, EPOCHS)
     logger.close()
     assert loop.best_epoch == 2
@@ -238,7 +238,7 @@ def test_training_draws_a_progress_bar_on_a_terminal(tmp_path, monkeypatch, capl
     reader.start()
     monkeypatch.setattr(sys, "stderr", terminal)
     _, _, _, loop, stages, logger = _setup(tmp_path)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):  # absl's own level: other tests may lower it
         loop.run(stages, 2)
     logger.close()
     terminal.close()
@@ -257,7 +257,7 @@ def test_training_logs_lines_and_draws_nothing_without_a_terminal(tmp_path, monk
                                                                    capsys):
     monkeypatch.delenv("EFFDET_PROGRESS", raising=False)
     _, _, _, loop, stages, logger = _setup(tmp_path)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):  # absl's own level: other tests may lower it
         loop.run(stages, 1)
     logger.close()
     captured = capsys.readouterr()
