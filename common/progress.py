@@ -59,9 +59,6 @@ class NoProgress:
     def set_postfix(self, **values):
         del values
 
-    def set_description(self, text: str):
-        del text
-
     def write(self, text: str):
         del text
 
@@ -84,7 +81,6 @@ class Progress(NoProgress):
         desc: text left of the bar.
         unit: name of one unit (``step``, ``image``, ``batch``...).
         stream: where to draw (default ``sys.stderr``).
-        unit_scale: multiply counts (e.g. a batch size, to show images/s).
         leave: keep the finished bar on screen as one summary line.
         initial: units already done (a resumed epoch).
     """
@@ -92,11 +88,11 @@ class Progress(NoProgress):
     enabled = True
 
     def __init__(self, total: Optional[int] = None, desc: str = "", unit: str = "it", stream=None,
-                 unit_scale=False, leave: bool = True, initial: int = 0):
+                 leave: bool = True, initial: int = 0):
         from tqdm import tqdm
 
         self._bar = tqdm(total=total, desc=desc, unit=unit, file=stream or sys.stderr,
-                         unit_scale=unit_scale, leave=leave, initial=initial, dynamic_ncols=True,
+                         leave=leave, initial=initial, dynamic_ncols=True,
                          mininterval=0.2, smoothing=0.1)
 
     @property
@@ -110,9 +106,6 @@ class Progress(NoProgress):
         shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in values.items()}
         self._bar.set_postfix(shown, refresh=False)
 
-    def set_description(self, text: str):
-        self._bar.set_description(text, refresh=False)
-
     def write(self, text: str):
         """Prints a line above the bar without breaking it."""
         self._bar.write(text, file=self._bar.fp)
@@ -122,8 +115,8 @@ class Progress(NoProgress):
 
 
 def progress(total: Optional[int] = None, desc: str = "", unit: str = "it", stream=None,
-             is_chief: bool = True, unit_scale=False, leave: bool = True, initial: int = 0):
+             is_chief: bool = True, leave: bool = True, initial: int = 0):
     """A :class:`Progress` bar where :func:`bars_wanted`, else a :class:`NoProgress`."""
     if not bars_wanted(stream, is_chief):
         return NoProgress()
-    return Progress(total, desc, unit, stream, unit_scale, leave, initial)
+    return Progress(total, desc, unit, stream, leave, initial)
