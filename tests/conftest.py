@@ -35,17 +35,20 @@ def read_weight_list():
     return parse_weight_list
 
 
-def parse_weight_list(path):
+def parse_weight_list(path, with_trainable=False):
     """Parses a fixture ``keras_weights.txt`` / ``tf1_ckpt_variables.txt`` into
-    ``{name_without_:0: shape_tuple}``."""
+    ``{name_without_:0: shape_tuple}`` (``with_trainable``: ``{name: (shape,
+    trainable)}`` from a list with the third, trainable column)."""
     shapes = {}
     for line in pathlib.Path(path).read_text().splitlines():
         if not line or line.startswith("#"):
             continue
-        name, shape = line.split("\t")[:2]
+        fields = line.split("\t")
+        name, shape = fields[:2]
         if name.endswith(":0"):
             name = name[:-2]
-        shapes[name] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+        shapes[name] = (shape, fields[2] == "1") if with_trainable else shape
     return shapes
 
 

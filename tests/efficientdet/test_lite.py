@@ -35,17 +35,6 @@ LITE_TRAINABLE = {
 }
 
 
-def _official_weights(path):
-    """``{name: (shape, trainable)}`` of a weight list of make_reference.py."""
-    weights = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, shape, trainable = line.split("\t")
-            shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-            weights[name.removesuffix(":0")] = (shape, trainable == "1")
-    return weights
-
-
 def _ours(model):
     ours = {}
     for v in model.weights:
@@ -56,13 +45,13 @@ def _ours(model):
 
 
 @pytest.mark.parametrize("name", sorted(LITE_TRAINABLE))
-def test_lite_detectors_have_the_official_weights(name):
+def test_lite_detectors_have_the_official_weights(name, read_weight_list):
     """Exact trainable count, and every weight's name, shape and trainability
     one-to-one with the official Keras model (backbone, BiFPN, heads)."""
     model = build_efficientdet(name, num_classes=90, image_size=64)  # counts do not depend on size
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     assert trainable == LITE_TRAINABLE[name]
-    official = _official_weights(REFERENCE / f"{name}_weights.txt")
+    official = read_weight_list(REFERENCE / f"{name}_weights.txt", with_trainable=True)
     ours = _ours(model)
     assert sorted(set(official) - set(ours)) == []
     assert sorted(set(ours) - set(official)) == []
@@ -92,13 +81,14 @@ def test_efficientnet_lite_classifiers_have_the_official_size(name, size, expect
 
 
 @pytest.mark.slow
-def test_efficientnetv2_xl_is_the_official_model():
+def test_efficientnetv2_xl_is_the_official_model(read_weight_list):
     import keras
 
     network = EfficientNet("efficientnetv2-xl", num_classes=1000)
     network(keras.Input((64, 64, 3)))
     assert network.count_params() == 208_896_832  # automl's effnetv2_model_test
-    official = _official_weights(REFERENCE / "efficientnetv2-xl_weights.txt")
+    official = read_weight_list(REFERENCE / "efficientnetv2-xl_weights.txt",
+                                with_trainable=True)
     ours = _ours(network)
     assert len(official) == len(ours)
     assert {k: ours.get(k) for k in official if ours.get(k) != official[k]} == {}
@@ -122,12 +112,13 @@ def _write_released_checkpoint(directory, weights):
     return directory
 
 
-def test_lite0_gives_the_official_outputs_from_a_released_checkpoint(tmp_path):
+def test_lite0_gives_the_official_outputs_from_a_released_checkpoint(tmp_path, read_weight_list):
     """Raw outputs within 1e-4 of google/automl's, and the same detections
     (as sets) through our whole inference path: (x - 127) / 128, network,
     anchors at scale 3, Gaussian soft-NMS."""
     reference = np.load(REFERENCE / "lite0_reference.npz")
-    official = _official_weights(REFERENCE / "efficientdet-lite0_weights.txt")
+    official = read_weight_list(REFERENCE / "efficientdet-lite0_weights.txt",
+                                with_trainable=True)
     checkpoint = _write_released_checkpoint(tmp_path, official)
     config = preset_config("efficientdet-lite0", num_classes=90)
     network = build_efficientdet("efficientdet-lite0", num_classes=90)
@@ -165,14 +156,15 @@ def test_lite0_gives_the_official_outputs_from_a_released_checkpoint(tmp_path):
     assert unmatched == [] and found == []
 
 
-def test_lite0_release_converts_for_fine_tuning_on_other_classes(tmp_path):
+def test_lite0_release_converts_for_fine_tuning_on_other_classes(tmp_path, read_weight_list):
     """``import_checkpoint`` (what ``--init_checkpoint`` also reads): every EMA
     weight loads by name, only the class predictor is re-initialized for 3
     classes, and the model directory records Lite0's own settings."""
     from common.checkpoints.import_cli import main as import_main
     from common.config import load_config
 
-    official = _official_weights(REFERENCE / "efficientdet-lite0_weights.txt")
+    official = read_weight_list(REFERENCE / "efficientdet-lite0_weights.txt",
+                                with_trainable=True)
     (tmp_path / "release").mkdir()
     checkpoint = _write_released_checkpoint(tmp_path / "release", official)
     output = tmp_path / "lite0-3"

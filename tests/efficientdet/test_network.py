@@ -32,15 +32,11 @@ def test_d0_parameter_counts_are_official(d0):
     assert _count(d0.non_trainable_weights) == 47_136
 
 
-def test_d0_weight_paths_and_shapes_match_official_keras_model(d0, automl_fixtures):
+def test_d0_weight_paths_and_shapes_match_official_keras_model(d0, automl_fixtures,
+                                                                  read_weight_list):
     # automl_fixtures (tests/conftest.py) skips with the reason when ../shared is absent.
-    official = {}
-    for line in (automl_fixtures / "effdet_d0" / "keras_weights.txt").read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, shape, trainable = line.split("\t")
-        shape = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-        official[name.removesuffix(":0")] = (shape, trainable == "1")
+    official = read_weight_list(automl_fixtures / "effdet_d0" / "keras_weights.txt",
+                                with_trainable=True)
     ours = {}
     for v in d0.weights:
         path = _official_path(v.path)
