@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= efficientdet-d0
 PYTEST_ARGS ?=
+PYTEST_JAX_ARGS ?=
 
-.PHONY: setup setup-test demo summary test test-fast clean
+.PHONY: setup setup-test demo summary test test-fast test-jax clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +32,15 @@ demo: setup
 summary: setup
 	$(PY) main.py --mode summary --model_name $(MODEL)
 
-## The whole test suite.
+## The whole test suite: the TensorFlow process, then the JAX one (the Keras backend is
+## fixed at import, so each backend gets its own pytest process).
 test: setup-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests_jax $(PYTEST_JAX_ARGS)
+
+## Only the JAX process (tests_jax/).
+test-jax: setup-test
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests_jax $(PYTEST_JAX_ARGS)
 
 ## Everything except tests marked slow.
 test-fast: setup-test

@@ -10,6 +10,8 @@
         --file_pattern 'data/val-*.tfrecord' --export_dir /tmp/d0_tflite
     # ONNX (tf2onnx; raw outputs unless --include_postprocess with hard NMS)
     python model_inspect.py --runmode onnx --ckpt_path ... --export_dir /tmp/d0_onnx
+    # Keras .weights.h5 + config.yaml: the network on another Keras backend (KERAS_BACKEND=jax)
+    python model_inspect.py --runmode keras_weights --ckpt_path ... --export_dir /tmp/d0_keras
     # annotated images
     python model_inspect.py --runmode infer --ckpt_path ... --input_image 'imgs/*.jpg' \
         --output_image_dir /tmp/out --min_score_thresh 0.4 --label_map coco
@@ -45,7 +47,8 @@ import model_zoo  # noqa: F401  (registers the model families)
 from common.config import ConfigError, build_network, load_config
 
 FLAGS = flags.FLAGS
-RUNMODES = ["stats", "saved_model", "tflite", "onnx", "infer", "infer_video", "benchmark"]
+RUNMODES = ["stats", "saved_model", "tflite", "onnx", "keras_weights", "infer", "infer_video",
+            "benchmark"]
 flags.DEFINE_enum("runmode", "stats", RUNMODES, "What to do.")
 flags.DEFINE_string("model_name", None, "Model to inspect (default: the config's, else "
                     "efficientdet-d0).")
@@ -58,7 +61,7 @@ flags.DEFINE_bool("use_ema", True, "Load the moving-average weights when present
 flags.DEFINE_bool("fold_batch_norm", True,
                   "Fold every batch norm into the conv before it (conv + bias; same outputs "
                   "within float rounding, faster). --nofold_batch_norm keeps them.")
-flags.DEFINE_string("export_dir", None, "Output directory of saved_model / tflite / onnx.")
+flags.DEFINE_string("export_dir", None, "Output directory of saved_model / tflite / onnx / keras_weights.")
 flags.DEFINE_string("saved_model_dir", None, "Run infer / benchmark on this exported SavedModel "
                     "(its config.yaml is used unless --config is given).")
 flags.DEFINE_string("tflite_path", None, "tflite: output file; benchmark: TFLite file to time.")
@@ -154,6 +157,17 @@ def run_saved_model(config):
           "serve_encoded [JPEG/PNG strings], raw_outputs [normalized images])")
 
 
+def run_keras_weights(config):
+    from common.export.keras_weights import WEIGHTS_FILE, export_keras_weights
+
+    export_dir = _require("export_dir")
+    label_map = _label_map(config) if FLAGS.ckpt_path else {}
+    export_keras_weights(config, FLAGS.ckpt_path, export_dir, FLAGS.use_ema, label_map)
+    print(f"Keras weights written to {export_dir}/{WEIGHTS_FILE} with config.yaml"
+          f"{' and label_map.json' if label_map else ''}: loads on every Keras backend "
+          f"(e.g. KERAS_BACKEND=jax, Detector.from_checkpoint({export_dir!r})).")
+
+
 def _default_path(config, extension, suffix=""):
     return os.path.join(_require("export_dir"), f"{config.model.name}{suffix}.{extension}")
 
@@ -185,6 +199,12 @@ def _check_outputs(config):
     mode = FLAGS.runmode
     if mode == "saved_model":
         from common.export.saved_model import check_export_dir
+
+        export_dir = _require("export_dir")
+        check_output(export_dir, "--export_dir", directory=True)
+        check_export_dir(export_dir)
+    elif mode == "keras_weights":
+        from common.export.keras_weights import check_export_dir
 
         export_dir = _require("export_dir")
         check_output(export_dir, "--export_dir", directory=True)

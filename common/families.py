@@ -71,6 +71,9 @@ class ModelFamily:
         make_experiment: ``(config, distribution) -> Experiment``.
         inference_wrapper: ``() -> type``: the
             :class:`common.export.module.InferenceModule` subclass (imported lazily).
+        portable_wrapper: ``() -> type``: its twin on other Keras backends, a
+            :class:`common.export.portable.PortableInference` subclass (NumPy pre-
+            and post-processing; imported lazily). None: TensorFlow only.
         freeze_presets: ``train.freeze`` preset → ``model_config -> regex`` over
             variable paths (the variables the preset freezes).
         primary_metric: the evaluation metric that picks the best checkpoint.
@@ -87,6 +90,7 @@ class ModelFamily:
     build_network: Callable
     make_experiment: Callable
     inference_wrapper: Callable[[], type]
+    portable_wrapper: Optional[Callable[[], type]] = None
     freeze_presets: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
     primary_metric: str = ""
     results_file: Optional[str] = None

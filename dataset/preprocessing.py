@@ -28,11 +28,16 @@ import tensorflow as tf
 
 from common.detection.image_size import parse_image_size
 
-from dataset.normalizations import MEAN_RGB, NORMALIZATIONS, STDDEV_RGB  # noqa: F401
-CLASSIFICATION_METHODS = tuple(NORMALIZATIONS)
-DETECTION_NORMALIZATION = "imagenet_mean_std"
-CROP_PADDING = 32
-NO_CROP_FROM = 320  # official V2 evaluation: plain resize, no center crop, from this size up
+from dataset.normalizations import (  # noqa: F401  (re-exported: the pipelines' names)
+    CLASSIFICATION_METHODS,
+    CROP_PADDING,
+    DETECTION_NORMALIZATION,
+    MEAN_RGB,
+    NO_CROP_FROM,
+    NORMALIZATIONS,
+    STDDEV_RGB,
+    uses_center_crop,
+)
 
 ImageSize = Union[int, Sequence[int]]
 
@@ -163,14 +168,6 @@ def center_crop(image: tf.Tensor, image_size: ImageSize, crop_padding: int = CRO
     crop = image[offset_h:offset_h + crop_h, offset_w:offset_w + crop_w]
     resized = tf.image.resize(tf.cast(crop, tf.float32), [out_h, out_w], method=method)
     return tf.ensure_shape(resized, [out_h, out_w, image.shape[-1]])
-
-
-def uses_center_crop(image_size: ImageSize, method: str = "scale_128") -> bool:
-    """The official evaluation crop rule: EfficientNetV2 (``scale_128``) crops
-    only below :data:`NO_CROP_FROM` pixels and plainly resizes from there up;
-    the EfficientNet V1 and Lite recipes (``imagenet_mean_std``, ``scale_127``)
-    always crop."""
-    return method != "scale_128" or min(parse_image_size(image_size)) < NO_CROP_FROM
 
 
 def eval_resize(image: tf.Tensor, image_size: ImageSize, method: str = "scale_128",

@@ -14,9 +14,16 @@ def _inference_wrapper():
     return DetectionInference
 
 
+def _portable_wrapper():
+    from efficientdet.portable_inference import PortableDetectionInference
+
+    return PortableDetectionInference
+
+
 EFFICIENTDET = ModelFamily.from_config_module(
     "efficientdet", detector_config,
     inference_wrapper=_inference_wrapper,
+    portable_wrapper=_portable_wrapper,
     freeze_presets={
         # The EfficientNet backbone (``efficientnet-b0/...``).
         "backbone": lambda model: re.escape(model.backbone_name) + "/",

@@ -12,6 +12,12 @@ def _inference_wrapper():
     return ClassifierInference
 
 
+def _portable_wrapper():
+    from efficientnet_v2.portable_inference import PortableClassifierInference
+
+    return PortableClassifierInference
+
+
 def _no_bifpn(model):
     raise ConfigError(
         f"train.freeze 'backbone+bifpn' needs a detector; {model.name} is a classifier "
@@ -21,6 +27,7 @@ def _no_bifpn(model):
 EFFICIENTNET = ModelFamily.from_config_module(
     "efficientnet", classifier_config,
     inference_wrapper=_inference_wrapper,
+    portable_wrapper=_portable_wrapper,
     freeze_presets={
         # Everything but the final classification layer: a linear probe.
         "backbone": lambda model: r"(?!%s/head/dense/)" % re.escape(model.name),

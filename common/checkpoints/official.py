@@ -16,12 +16,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common.checkpoints.errors import CheckpointError
+
 EMA_SUFFIX = "/ExponentialMovingAverage"
 _RENAMES = ((re.compile(r"(^|/)depthwise_conv2d/kernel$"), r"\1depthwise_conv2d/depthwise_kernel"),)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the file and the fix."""
 
 
 def official_name(variable_path):

@@ -11,8 +11,6 @@ import dataclasses
 import os
 import typing
 
-import yaml
-
 from common.config.errors import ConfigError
 from common.config.loader import _suggest, deep_merge, from_dict, parse_overrides, to_dict
 from common.config.schema import DataConfig, EvalConfig, RuntimeConfig, TrainConfig
@@ -97,6 +95,8 @@ def load_config_file(path):
     """
     if not os.path.isfile(path):
         raise ConfigError(f"Config file {path!r} does not exist; see configs/ for the recipes.")
+    import yaml  # lazily, like dump_config: building a network needs no PyYAML
+
     with open(path) as handle:
         try:
             data = yaml.safe_load(handle) or {}
@@ -157,6 +157,8 @@ def dump_config(config, path=None):
 
     ``load_config(path)`` reads it back into an equal config.
     """
+    import yaml
+
     text = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
     if path:
         from common.atomic_files import write_text

@@ -10,8 +10,6 @@ import difflib
 import types
 import typing
 
-import yaml
-
 from common.config.errors import ConfigError
 
 
@@ -174,6 +172,8 @@ def parse_overrides(hparams=None, overrides=()):
     Raises:
         ConfigError: for an item without ``=``.
     """
+    import yaml  # here, not at the top: the networks build without PyYAML (keras + jax only)
+
     items = _split_top_level(hparams) if hparams else []
     items += [o for o in overrides if o]
     parsed = []

@@ -36,13 +36,21 @@ class InferenceModel:
 
     family_name = None  # the ModelFamily the subclass serves (e.g. "efficientdet")
 
-    def __init__(self, config, module, label_map=None):
-        from common.export.predictors import KerasPredictor
+    def __init__(self, config, module, label_map=None, source=None):
+        from common.export.portable import PortableInference, PortablePredictor
 
         self.config = config
         self.module = module
         self.label_map = dict(label_map or {})
-        self._predictor = KerasPredictor(module)
+        # (checkpoint path, use_ema) the weights came from: the Keras-weights export
+        # rebuilds an unfolded network from it.
+        self._source = source
+        if isinstance(module, PortableInference):
+            self._predictor = PortablePredictor(module)
+        else:
+            from common.export.predictors import KerasPredictor
+
+            self._predictor = KerasPredictor(module)
 
     @classmethod
     def _register_family(cls):
@@ -81,7 +89,7 @@ class InferenceModel:
             raise ValueError(f"{resolved.model.name} belongs to the {resolved.family.name} "
                              f"family; load it with that family's class, not {cls.__name__}.")
         module = build_inference_module(resolved, path, use_ema)
-        return cls(resolved, module, cls._label_map(resolved, path, label_map))
+        return cls(resolved, module, cls._label_map(resolved, path, label_map), (path, use_ema))
 
     @classmethod
     def _label_map(cls, config, path, label_map):
@@ -124,8 +132,11 @@ class InferenceModel:
         """Writes the model with the project's exporters (complete or not at all).
 
         Args:
-            path: the SavedModel directory, or the ``.tflite`` / ``.onnx`` file.
-            format: ``saved_model``, ``tflite`` or ``onnx``.
+            path: the SavedModel or Keras-weights directory, or the ``.tflite`` /
+                ``.onnx`` file.
+            format: ``saved_model``, ``tflite``, ``onnx`` (TensorFlow backend) or
+                ``keras_weights`` (any backend; loads on every Keras backend, see
+                :mod:`common.export.keras_weights`).
             quantize: TFLite only: ``none``, ``fp16`` or ``int8``.
             calibration_images: int8 only: a glob of images (or TFRecords, if it
                 names ``*.tfrecord*`` files) to calibrate with.
@@ -136,6 +147,22 @@ class InferenceModel:
         Returns:
             ``path``.
         """
+        from common.export.portable import PortableInference
+
+        if format == "keras_weights":
+            from common.export.keras_weights import export_keras_weights
+
+            ckpt_path, use_ema = self._source or (None, True)
+            return export_keras_weights(self.config, ckpt_path, path, use_ema, self.label_map)
+        if isinstance(self.module, PortableInference) and format in (
+                "saved_model", "tflite", "onnx"):
+            import keras
+
+            from common.export.errors import ExportError
+
+            raise ExportError(f"format={format!r} writes a TensorFlow graph: run with "
+                              f"KERAS_BACKEND=tensorflow (this is {keras.backend.backend()}); "
+                              "format='keras_weights' works on every backend.")
         if format == "saved_model":
             from common.export.saved_model import export_saved_model
 
@@ -161,5 +188,6 @@ class InferenceModel:
 
             export_onnx(self.module, path, include_postprocess)
         else:
-            raise ValueError(f"format must be saved_model, tflite or onnx, got {format!r}.")
+            raise ValueError(f"format must be saved_model, tflite, onnx or keras_weights, "
+                             f"got {format!r}.")
         return path

@@ -1,7 +1,11 @@
 """Config (+ checkpoint) → inference wrapper of the right model family.
 
 The wrapper class comes from the config's :class:`common.families.ModelFamily`
-(``common`` imports no model package).
+(``common`` imports no model package): on the TensorFlow backend its
+``InferenceModule`` (one graph, exportable), on any other Keras backend its
+``portable_wrapper`` (NumPy pre- and post-processing, :mod:`common.export.portable`).
+Weights come from any checkpoint we accept on TensorFlow, and from a Keras-weights
+export (:mod:`common.export.keras_weights`) on every backend.
 """
 from __future__ import annotations
 
@@ -9,21 +13,35 @@ import keras
 from absl import logging
 
 from common.config import build_network
+from common.export.keras_weights import check_readable, load_network_weights
 
 
-def wrapper_class(config):
-    """The :class:`common.export.module.InferenceModule` subclass of ``config``'s family."""
-    return config.family.inference_wrapper()
+def wrapper_class(config, portable=False):
+    """The :class:`common.export.module.InferenceModule` subclass of ``config``'s family,
+    or (``portable``) its :class:`common.export.portable.PortableInference` twin.
+
+    Raises:
+        ConfigError: ``portable`` for a family that has no portable wrapper.
+    """
+    if not portable:
+        return config.family.inference_wrapper()
+    if config.family.portable_wrapper is None:
+        from common.config import ConfigError
+
+        raise ConfigError(f"{config.model.name} runs only on the TensorFlow backend "
+                          f"(KERAS_BACKEND=tensorflow), not on {keras.backend.backend()}.")
+    return config.family.portable_wrapper()
 
 
 def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision=False,
-                           policy=None, fold_batch_norm=True):
+                           policy=None, fold_batch_norm=True, portable=None):
     """Builds the network of ``config``, loads weights, wraps it for inference.
 
     Args:
         config: a resolved ``ExperimentConfig``.
-        ckpt_path: training checkpoint (``main.py``'s model dir or prefix) or an
-            official google/automl checkpoint; None keeps the random
+        ckpt_path: training checkpoint (``main.py``'s model dir or prefix), an
+            official google/automl checkpoint (both TensorFlow backend only) or a
+            Keras-weights export (any backend); None keeps the random
             initialization (logged as a warning: only good for benchmarks).
         use_ema: load the moving-average weights when the checkpoint has them.
         mixed_precision: build the network under the ``mixed_float16`` policy
@@ -33,13 +51,21 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
         fold_batch_norm: fold every batch norm into the convolution before it
             (``conv + bias``, no batch-norm ops; same outputs within float
             rounding, faster). The wrapped network is then inference-only.
+        portable: the NumPy-pipeline wrapper (:mod:`common.export.portable`) instead
+            of the TensorFlow graph one; None: only on backends other than TensorFlow.
 
     Returns:
         The family's inference wrapper.
 
     Raises:
-        common.checkpoints.CheckpointError: missing, corrupted or foreign checkpoint.
+        common.checkpoints.CheckpointError: missing, corrupted or foreign checkpoint,
+            or a TensorFlow checkpoint on another backend.
+        common.config.ConfigError: a family without a portable wrapper off TensorFlow.
     """
+    if portable is None:
+        portable = keras.backend.backend() != "tensorflow"
+    wrapper = wrapper_class(config, portable)
+    check_readable(ckpt_path)
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(
         policy or ("mixed_float16" if mixed_precision else previous))
@@ -48,9 +74,7 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if ckpt_path:
-        from common.checkpoints import restore_for_inference
-
-        restore_for_inference(network, ckpt_path, use_ema=use_ema)
+        load_network_weights(network, ckpt_path, use_ema)
     else:
         logging.warning("No --ckpt_path: %s keeps its random initialization "
                         "(fine for benchmarks, meaningless outputs).", config.model.name)
@@ -58,4 +82,4 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
         from common.layers.batch_norm_folding import fold_batch_norms
 
         fold_batch_norms(network)
-    return wrapper_class(config).from_config(network, config.model)
+    return wrapper.from_config(network, config.model)
