@@ -25,7 +25,6 @@ float32, ``detection_scores [B, D]`` float32, ``detection_classes [B, D]`` int32
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import tensorflow as tf
@@ -34,6 +33,7 @@ from common.detection.anchors import AnchorSet
 from common.detection.nms import NmsSettings
 from common.detection.postprocess import postprocess
 from common.export.module import InferenceModule, fold_batch, unfold_batch
+from efficientdet.inference_settings import DetectionSettings
 from dataset.preprocessing import (
     DETECTION_NORMALIZATION,
     normalize_image,
@@ -67,7 +67,7 @@ def letterbox(images, image_size, normalization=DETECTION_NORMALIZATION):
     return unfold_batch(padded, batch_size), scale_to_original
 
 
-class DetectionInference(InferenceModule):
+class DetectionInference(DetectionSettings, InferenceModule):
     """EfficientDet network + letterbox + normalization + NMS (see the module docstring).
 
     Args:
@@ -88,41 +88,11 @@ class DetectionInference(InferenceModule):
     Use :meth:`from_config` to build it from a detector config.
     """
 
-    task = "detection"
-    outputs_boxes = True
-
     def __init__(self, network, image_size, num_classes, anchors: Optional[AnchorSet] = None,
                  nms: Optional[NmsSettings] = None, nms_method: Optional[str] = None,
                  normalization=DETECTION_NORMALIZATION, name="efficientdet_inference"):
         super().__init__(network, image_size, name=name)
-        self.num_classes = int(num_classes)
-        self.normalization = normalization
-        anchors = AnchorSet.build(self.image_size) if anchors is None else anchors
-        if tuple(anchors.image_size) != tuple(self.image_size):
-            raise ValueError(f"anchors were built for {anchors.image_size}, the network input is "
-                             f"{self.image_size}; build them with AnchorSet.from_config(model_config).")
-        self.anchors = anchors
-        self.levels = tuple(range(anchors.min_level, anchors.max_level + 1))
-        # A NumPy array, not a tf.constant: traced functions then embed it as a graph
-        # constant instead of capturing an eager tensor (which ONNX would turn into an input).
-        self.anchor_boxes = anchors.boxes
-        nms = NmsSettings() if nms is None else nms
-        if nms_method is not None:
-            nms = dataclasses.replace(nms, mode=nms_method)
-        self.nms_settings = nms
-        # A plain dict: the exporters read ``nms["mode"]`` to refuse unsupported NMS.
-        self.nms = nms.postprocess_kwargs()
-
-    @classmethod
-    def from_config(cls, network, model_config):
-        """Builds the wrapper from a ``DetectionModelConfig``: anchors from
-        :meth:`AnchorSet.from_config`, NMS from :meth:`NmsSettings.from_config`."""
-        return cls(
-            network, model_config.image_size, model_config.num_classes,
-            anchors=AnchorSet.from_config(model_config),
-            nms=NmsSettings.from_config(model_config.nms),
-            normalization=model_config.preprocessing,
-        )
+        self._configure(num_classes, anchors, nms, nms_method, normalization)
 
     def preprocess_batch(self, images):
         normalized, scale_to_original = letterbox(images, self.image_size, self.normalization)

@@ -11,7 +11,6 @@ TensorFlow NMS. Same output names, shapes and dtypes: ``detection_boxes
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import numpy as np
@@ -20,43 +19,19 @@ from common.detection.anchors import AnchorSet
 from common.detection.nms import NmsSettings
 from common.detection.postprocess_numpy import postprocess_numpy
 from common.export.portable import PortableInference
+from efficientdet.inference_settings import DetectionSettings
 from dataset.numpy_preprocessing import DETECTION_NORMALIZATION, letterbox_numpy
 
 
-class PortableDetectionInference(PortableInference):
+class PortableDetectionInference(DetectionSettings, PortableInference):
     """EfficientDet network + NumPy letterbox + NumPy NMS (arguments as
     :class:`efficientdet.inference.DetectionInference`)."""
-
-    task = "detection"
-    outputs_boxes = True
 
     def __init__(self, network, image_size, num_classes, anchors: Optional[AnchorSet] = None,
                  nms: Optional[NmsSettings] = None, nms_method: Optional[str] = None,
                  normalization=DETECTION_NORMALIZATION):
         super().__init__(network, image_size)
-        self.num_classes = int(num_classes)
-        self.normalization = normalization
-        anchors = AnchorSet.build(self.image_size) if anchors is None else anchors
-        if tuple(anchors.image_size) != tuple(self.image_size):
-            raise ValueError(f"anchors were built for {anchors.image_size}, the network input is "
-                             f"{self.image_size}; build them with AnchorSet.from_config(model_config).")
-        self.anchors = anchors
-        self.levels = tuple(range(anchors.min_level, anchors.max_level + 1))
-        nms = NmsSettings() if nms is None else nms
-        if nms_method is not None:
-            nms = dataclasses.replace(nms, mode=nms_method)
-        self.nms_settings = nms
-        self.nms = nms.postprocess_kwargs()
-
-    @classmethod
-    def from_config(cls, network, model_config):
-        """Builds it from a ``DetectionModelConfig`` (anchors, NMS, pixels as the TF wrapper)."""
-        return cls(
-            network, model_config.image_size, model_config.num_classes,
-            anchors=AnchorSet.from_config(model_config),
-            nms=NmsSettings.from_config(model_config.nms),
-            normalization=model_config.preprocessing,
-        )
+        self._configure(num_classes, anchors, nms, nms_method, normalization)
 
     def preprocess_batch(self, images):
         normalized, scale_to_original = letterbox_numpy(images, self.image_size,
@@ -78,7 +53,7 @@ class PortableDetectionInference(PortableInference):
         det = postprocess_numpy(
             [raw[f"class_outputs_p{level}"] for level in self.levels],
             [raw[f"box_outputs_p{level}"] for level in self.levels],
-            self.anchors.boxes, self.image_size, self.num_classes,
+            self.anchor_boxes, self.image_size, self.num_classes,
             image_scales=side_info, **self.nms,
         )
         return {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from common.export.module import InferenceModule, fold_batch, unfold_batch
+from efficientnet_v2.inference_settings import ClassifierSettings
 from dataset.preprocessing import (
     CLASSIFICATION_METHODS,
     eval_resize,
@@ -58,7 +59,7 @@ def classification_preprocess(images, image_size, normalization="scale_128", cro
     return normalize_classification_image(pixels, normalization)
 
 
-class ClassifierInference(InferenceModule):
+class ClassifierInference(ClassifierSettings, InferenceModule):
     """EfficientNet(V2) classifier + crop / resize / normalization + softmax / top-k.
 
     Args:
@@ -69,24 +70,10 @@ class ClassifierInference(InferenceModule):
         top_k: classes reported per image (capped at the number of classes).
     """
 
-    task = "classification"
-
     def __init__(self, network, image_size, normalization="scale_128", center_crop=None, top_k=5,
                  name="classifier_inference"):
         super().__init__(network, image_size, name=name)
-        if normalization not in CLASSIFICATION_METHODS:
-            raise ValueError(f"normalization {normalization!r} must be one of "
-                             f"{CLASSIFICATION_METHODS}.")
-        self.normalization = normalization
-        self.center_crop = center_crop
-        self.num_classes = int(network.outputs[0].shape[-1])
-        self.top_k = max(1, min(int(top_k), self.num_classes))
-
-    @classmethod
-    def from_config(cls, network, model_config, top_k=5):
-        """Builds the wrapper from a ``ClassificationModelConfig``."""
-        return cls(network, model_config.image_size, normalization=model_config.preprocessing,
-                   top_k=top_k)
+        self._configure(network, normalization, center_crop, top_k)
 
     def _preprocess(self, images):
         return classification_preprocess(images, self.image_size, self.normalization,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.export.portable import PortableInference
+from efficientnet_v2.inference_settings import ClassifierSettings
 from dataset.numpy_preprocessing import classification_preprocess_numpy
 
 
@@ -24,25 +25,14 @@ def softmax_top_k(logits, k):
     return probabilities, np.take_along_axis(probabilities, order, axis=-1), order
 
 
-class PortableClassifierInference(PortableInference):
+class PortableClassifierInference(ClassifierSettings, PortableInference):
     """Classifier + NumPy crop / resize / normalization + softmax / top-k (arguments as
     :class:`efficientnet_v2.inference.ClassifierInference`)."""
-
-    task = "classification"
 
     def __init__(self, network, image_size, normalization="scale_128", center_crop=None,
                  top_k=5):
         super().__init__(network, image_size)
-        self.normalization = normalization
-        self.center_crop = center_crop
-        self.num_classes = int(network.outputs[0].shape[-1])
-        self.top_k = max(1, min(int(top_k), self.num_classes))
-
-    @classmethod
-    def from_config(cls, network, model_config, top_k=5):
-        """Builds it from a ``ClassificationModelConfig``."""
-        return cls(network, model_config.image_size, normalization=model_config.preprocessing,
-                   top_k=top_k)
+        self._configure(network, normalization, center_crop, top_k)
 
     def preprocess_batch(self, images):
         normalized = classification_preprocess_numpy(images, self.image_size, self.normalization,

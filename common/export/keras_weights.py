@@ -166,21 +166,11 @@ def load_network_weights(network, ckpt_path, use_ema=True):
 
 
 def check_export_dir(export_dir):
-    """Raises :class:`ExportError` unless ``export_dir`` may be replaced by a new export
-    (missing, empty, or an earlier Keras-weights export)."""
-    from common.atomic_files import is_temporary
+    """Raises :class:`ExportError` unless ``export_dir`` may be replaced by a new
+    Keras-weights export (see :func:`common.export.outputs.check_replaceable_dir`)."""
+    from common.export.outputs import check_replaceable_dir
 
-    if not os.path.lexists(export_dir):
-        return
-    if not os.path.isdir(export_dir):
-        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it is a file; choose "
-                          "another --export_dir or remove that file.")
-    foreign = sorted(name for name in os.listdir(export_dir)
-                     if name not in _EXPORT_ENTRIES and not is_temporary(name))
-    if foreign:
-        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it holds files that are "
-                          f"not part of a Keras-weights export ({', '.join(foreign[:3])}), and "
-                          "an export replaces the whole directory; choose a new or empty one.")
+    check_replaceable_dir(export_dir, _EXPORT_ENTRIES, "a Keras-weights export")
 
 
 def export_keras_weights(config, ckpt_path, export_dir, use_ema=True, label_map=None):

@@ -96,6 +96,31 @@ def check_output(path: str, flag: str, directory: bool = False, writes_inside: b
         _probe(flag, path, path)
 
 
+def check_replaceable_dir(export_dir: str, entries, kind: str):
+    """Raises unless ``export_dir`` may be replaced by a new export of ``kind``.
+
+    Replaceable: a missing or empty directory, or one holding only ``entries``
+    (what such an export writes: an earlier one, complete or half-written) and
+    temporaries. Anything else is the user's: the export replaces the whole
+    directory, so it refuses rather than deleting foreign files.
+
+    Raises:
+        ExportError: ``export_dir`` is a file, or holds other files (named).
+    """
+    if not os.path.lexists(export_dir):
+        return
+    if not os.path.isdir(export_dir):
+        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it is a file, not a "
+                          "directory; choose another --export_dir or remove that file.")
+    foreign = sorted(name for name in os.listdir(export_dir)
+                     if name not in entries and not atomic_files.is_temporary(name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it holds files that "
+                          f"are not part of {kind} ({shown}), and an export replaces the "
+                          "whole directory; choose a new or empty --export_dir.")
+
+
 def _suffix(flag: str) -> str:
     return {"--output_json": ".json", "--tflite_path": ".tflite", "--onnx_path": ".onnx",
             "--output_video": ".mp4"}.get(flag, "")

@@ -26,7 +26,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from common.atomic_files import atomic_directory, is_temporary
+from common.atomic_files import atomic_directory
 from common.export.errors import ExportError
 
 CONFIG_FILE = "config.yaml"
@@ -38,27 +38,11 @@ _EXPORT_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "var
 
 
 def check_export_dir(export_dir):
-    """Raises unless ``export_dir`` may be replaced by a new export.
+    """Raises :class:`ExportError` unless ``export_dir`` may be replaced by a new
+    SavedModel (see :func:`common.export.outputs.check_replaceable_dir`)."""
+    from common.export.outputs import check_replaceable_dir
 
-    Replaceable: a missing or empty directory, or one holding only what an
-    export writes (an earlier export, complete or left half-written by an
-    interrupted in-place writer of older versions).
-
-    Raises:
-        ExportError: ``export_dir`` is a file, or holds other files (named).
-    """
-    if not os.path.lexists(export_dir):
-        return
-    if not os.path.isdir(export_dir):
-        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it is a file, not a "
-                          "directory; choose another --export_dir or remove that file.")
-    foreign = sorted(name for name in os.listdir(export_dir)
-                     if name not in _EXPORT_ENTRIES and not is_temporary(name))
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-        raise ExportError(f"Cannot write {export_dir!r} (--export_dir): it holds files that "
-                          f"are not part of a SavedModel ({shown}), and an export replaces the "
-                          "whole directory; choose a new or empty --export_dir.")
+    check_replaceable_dir(export_dir, _EXPORT_ENTRIES, "a SavedModel")
 
 
 def export_saved_model(module, export_dir, config=None):
