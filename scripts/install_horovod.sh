@@ -11,7 +11,7 @@
 #
 # Horovod has no binary wheels: pip compiles it against the TensorFlow already
 # installed in that environment (hence --no-build-isolation). What this script
-# decides (see DESIGN.md, "Horovod facts"):
+# decides:
 #   * Debian/Ubuntu packages cmake, make, g++, libfarmhash-dev (TF 2.18's headers
 #     include <farmhash.h>) and the Python headers, installed only when missing
 #     (with sudo when not root);
