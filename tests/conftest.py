@@ -1,6 +1,8 @@
 """Shared test set-up: quiet TensorFlow, fixture locations, policy hygiene."""
 import os
 import pathlib
+import subprocess
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,6 +22,42 @@ def automl_fixtures():
         pytest.skip(f"official google/automl fixtures not found at {FIXTURES} "
                     "(they live in ../shared/fixtures/automl beside the clone)")
     return FIXTURES
+
+
+def run_side_by_side(commands, env=None, timeout=900):
+    """Runs every command (a list of arguments) in its own process in the repository
+    root, all started at once, and returns their ``CompletedProcess`` es (text
+    ``stdout``/``stderr``) in order. TensorFlow's start-up, tracing and conversion are
+    mostly single-threaded, so independent runs overlap on 2 cores. The runs share the
+    file system: check it after all of them."""
+    runs = []
+    try:
+        for command in commands:
+            # Output into files: a full pipe would stall a run while another is read.
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            runs.append((subprocess.Popen([str(c) for c in command], cwd=REPO_ROOT, env=env,
+                                          stdout=out, stderr=err), out, err))
+        results = []
+        for process, out, err in runs:
+            process.wait(timeout=timeout)
+            out.seek(0)
+            err.seek(0)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode,
+                                                       out.read(), err.read()))
+        return results
+    finally:
+        for process, out, err in runs:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            out.close()
+            err.close()
+
+
+@pytest.fixture(scope="session")
+def side_by_side():
+    """:func:`run_side_by_side`: independent command-line runs started at once."""
+    return run_side_by_side
 
 
 @pytest.fixture(autouse=True)

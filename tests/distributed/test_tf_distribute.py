@@ -1,5 +1,7 @@
 """tf.distribute for real: MirroredStrategy on 2 logical CPUs, 2 multi-worker processes."""
 import json
+import os
+import signal
 import sys
 
 import numpy as np
@@ -19,23 +21,46 @@ def _assert_equals_combined_batch(toy, snapshots, grad_accum_steps, sync_bn=Fals
     assert min(moved) > 1e-4 and max(moved) > 1e-1, moved
 
 
-@pytest.mark.parametrize("grad_accum_steps, options", [
+MIRRORED_CASES = [
     (1, []),
     (2, []),
     # Synchronized batch norm over 2 replicas = batch norm over the combined batch.
     (1, ["sync_bn"]),
     (1, ["xla"]),
-])
-def test_mirrored_on_two_logical_cpus_equals_one_device(jobs, toy, tmp_path, grad_accum_steps,
-                                                        options):
-    code, output = jobs.run([sys.executable, jobs.HERE / "_worker_mirrored.py", tmp_path,
-                             grad_accum_steps, *options], timeout=120)
+]
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs(jobs, tmp_path_factory):
+    """Every ``MIRRORED_CASES`` worker, all started at once (each its own process, as
+    before; importing TensorFlow and tracing are mostly single-threaded, so they
+    overlap on 2 cores): ``{(grad_accum_steps, *options): (code, output, out_dir)}``."""
+    started = []
+    try:
+        for grad_accum_steps, options in MIRRORED_CASES:
+            out_dir = tmp_path_factory.mktemp(f"mirrored_{grad_accum_steps}_{'_'.join(options)}")
+            started.append(((grad_accum_steps, *options), out_dir, jobs.start(
+                [sys.executable, jobs.HERE / "_worker_mirrored.py", out_dir, grad_accum_steps,
+                 *options])))
+        return {case: (*jobs.finish(process, timeout=300), out_dir)
+                for case, out_dir, process in started}
+    finally:
+        for _, _, process in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+
+
+@pytest.mark.parametrize("grad_accum_steps, options", MIRRORED_CASES)
+def test_mirrored_on_two_logical_cpus_equals_one_device(mirrored_runs, jobs, toy,
+                                                        grad_accum_steps, options):
+    code, output, out_dir = mirrored_runs[(grad_accum_steps, *options)]
     assert code == 0, jobs.quiet_tail(output)
-    report = json.loads((tmp_path / "mirrored.json").read_text())
+    report = json.loads((out_dir / "mirrored.json").read_text())
     assert report["replicas"] == 2
     assert report["copies_identical"], "the replicas' weight or EMA shadow copies diverged"
     assert report["iterations"] == toy.STEPS
-    _assert_equals_combined_batch(toy, [toy.load_npz(tmp_path / "mirrored.npz")],
+    _assert_equals_combined_batch(toy, [toy.load_npz(out_dir / "mirrored.npz")],
                                   grad_accum_steps, sync_bn="sync_bn" in options)
 
 

@@ -18,6 +18,11 @@ def _run(*args):
     return result
 
 
+def _inspect(*arg_lists):
+    """``model_inspect.py`` command lines, one per argument list."""
+    return [[sys.executable, "model_inspect.py", *args] for args in arg_lists]
+
+
 def _images(directory, make_images):
     directory.mkdir()
     Image.fromarray(make_images(1, 120, 200, seed=1)[0]).save(directory / "street.jpg")
@@ -62,19 +67,20 @@ def test_a_trained_model_directory_names_its_classes(tmp_path, trained_detector)
     assert names and names <= {"circle", "square", "triangle"}
 
 
-def test_infer_bad_path_and_unreadable_image_are_clear_errors(tmp_path):
-    result = _run("--runmode", "infer", "--input_image", tmp_path / "nothing-*.jpg",
-                  "--output_image_dir", tmp_path / "out")
-    assert result.returncode == 2
-    assert "matches no file" in result.stderr and "Traceback" not in result.stderr
+def test_infer_bad_path_and_unreadable_image_are_clear_errors(tmp_path, side_by_side):
     (tmp_path / "broken.jpg").write_bytes(b"this is not a jpeg")
-    result = _run("--runmode", "infer", "--input_image", tmp_path / "*.jpg",
-                  "--output_image_dir", tmp_path / "out")
+    no_match, result, no_output = side_by_side(_inspect(
+        ["--runmode", "infer", "--input_image", tmp_path / "nothing-*.jpg",
+         "--output_image_dir", tmp_path / "out"],
+        ["--runmode", "infer", "--input_image", tmp_path / "*.jpg",
+         "--output_image_dir", tmp_path / "out"],
+        ["--runmode", "infer", "--input_image", tmp_path / "*.jpg"]))
+    assert no_match.returncode == 2
+    assert "matches no file" in no_match.stderr and "Traceback" not in no_match.stderr
     assert result.returncode == 2
     assert "Cannot read image" in result.stderr and "broken.jpg" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
-    result = _run("--runmode", "infer", "--input_image", tmp_path / "*.jpg")
-    assert result.returncode == 2 and "needs --output_image_dir" in result.stderr
+    assert no_output.returncode == 2 and "needs --output_image_dir" in no_output.stderr
 
 
 def test_benchmark_json_has_the_fields(tmp_path):
@@ -116,28 +122,32 @@ def test_benchmark_compares_amp_and_xla_variants(tmp_path):
 
 
 @pytest.mark.slow
-def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_checkpoint):
+def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_checkpoint,
+                                                                side_by_side):
     model = ["--model_name", "efficientnetv2-b0", "--hparams", "image_size=64",
              "--ckpt_path", v2_checkpoint]
     export_dir = tmp_path / "export"
-    result = _run("--runmode", "saved_model", *model, "--export_dir", export_dir / "sm")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (export_dir / "sm" / "saved_model.pb").is_file()
     ops_json = tmp_path / "ops.json"
-    result = _run("--runmode", "tflite", *model, "--export_dir", export_dir,
-                  "--output_json", ops_json)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "MiB" in result.stdout and "CONV_2D x" in result.stdout
+    # The three exports are independent runs: side by side, then the two benchmarks.
+    saved_model, tflite, onnx = side_by_side(_inspect(
+        ["--runmode", "saved_model", *model, "--export_dir", export_dir / "sm"],
+        ["--runmode", "tflite", *model, "--export_dir", export_dir, "--output_json", ops_json],
+        ["--runmode", "onnx", *model, "--export_dir", export_dir]))
+    assert saved_model.returncode == 0, saved_model.stderr[-3000:]
+    assert (export_dir / "sm" / "saved_model.pb").is_file()
+    assert tflite.returncode == 0, tflite.stderr[-3000:]
+    assert "MiB" in tflite.stdout and "CONV_2D x" in tflite.stdout
     tflite_file = export_dir / "efficientnetv2-b0.tflite"
     assert json.loads(ops_json.read_text())["bytes"] == tflite_file.stat().st_size
-    result = _run("--runmode", "onnx", *model, "--export_dir", export_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert onnx.returncode == 0, onnx.stderr[-3000:]
     assert (export_dir / "efficientnetv2-b0.onnx").is_file()
-    for flag, path, fmt in (("--saved_model_dir", export_dir / "sm", "saved_model"),
-                            ("--tflite_path", tflite_file, "tflite")):
-        out_json = tmp_path / f"{fmt}.json"
-        result = _run("--runmode", "benchmark", *model, flag, path, "--batch_sizes", "1,2",
-                      "--warmup_runs", "1", "--bench_runs", "2", "--output_json", out_json)
+    formats = (("--saved_model_dir", export_dir / "sm", "saved_model"),
+               ("--tflite_path", tflite_file, "tflite"))
+    benchmarks = side_by_side(_inspect(*(
+        ["--runmode", "benchmark", *model, flag, path, "--batch_sizes", "1,2",
+         "--warmup_runs", "1", "--bench_runs", "2", "--output_json", tmp_path / f"{fmt}.json"]
+        for flag, path, fmt in formats)))
+    for (_, _, fmt), result in zip(formats, benchmarks):
         assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(out_json.read_text())
+        report = json.loads((tmp_path / f"{fmt}.json").read_text())
         assert report["format"] == fmt and {r["batch_size"] for r in report["results"]} == {1, 2}

@@ -29,6 +29,11 @@ def _run(*args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _run_all(side_by_side, *arg_lists):
+    """``model_inspect.py`` with each argument list, all started at once (``side_by_side``)."""
+    return side_by_side([[sys.executable, "model_inspect.py", *args] for args in arg_lists])
+
+
 def _last_line(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -79,17 +84,19 @@ def test_export_dir_under_a_file_is_one_line_exit_2(runmode, a_file):
     assert sorted(os.listdir(a_file.parent)) == [a_file.name]  # no probe or temporary left
 
 
-def test_export_dir_that_is_a_file_or_holds_other_files(tmp_path, a_file):
-    result = _run("--runmode", "saved_model", *TINY_D0, "--export_dir", a_file)
-    _assert_one_line_error(result, f"Cannot write '{a_file}' (--export_dir)",
-                           "it is a file, not a directory")
-    assert a_file.read_text() == "user data\n"
+def test_export_dir_that_is_a_file_or_holds_other_files(tmp_path, a_file, side_by_side):
     # The export replaces the whole directory, so a directory holding anything
     # else than a SavedModel is refused instead of being wiped.
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "efficientdet-d0.tflite").write_bytes(b"an earlier tflite file")
-    result = _run("--runmode", "saved_model", *TINY_D0, "--export_dir", shared)
+    onto_a_file, result = _run_all(
+        side_by_side,
+        ["--runmode", "saved_model", *TINY_D0, "--export_dir", a_file],
+        ["--runmode", "saved_model", *TINY_D0, "--export_dir", shared])
+    _assert_one_line_error(onto_a_file, f"Cannot write '{a_file}' (--export_dir)",
+                           "it is a file, not a directory")
+    assert a_file.read_text() == "user data\n"
     _assert_one_line_error(result, f"Cannot write '{shared}' (--export_dir)",
                            "not part of a SavedModel (efficientdet-d0.tflite)",
                            "choose a new or empty --export_dir")
@@ -97,41 +104,48 @@ def test_export_dir_that_is_a_file_or_holds_other_files(tmp_path, a_file):
 
 
 @pytest.mark.parametrize("flag", ["--tflite_path", "--onnx_path"])
-def test_explicit_file_paths_under_a_file_or_onto_a_directory(flag, tmp_path, a_file):
+def test_explicit_file_paths_under_a_file_or_onto_a_directory(flag, tmp_path, a_file,
+                                                              side_by_side):
     runmode = flag[2:].split("_")[0]
-    result = _run("--runmode", runmode, *TINY_D0, flag, a_file / "model.bin")
-    _assert_one_line_error(result, f"Cannot write '{a_file / 'model.bin'}' ({flag})",
+    under_a_file, result = _run_all(
+        side_by_side,
+        ["--runmode", runmode, *TINY_D0, flag, a_file / "model.bin"],
+        ["--runmode", runmode, *TINY_D0, flag, tmp_path])
+    _assert_one_line_error(under_a_file, f"Cannot write '{a_file / 'model.bin'}' ({flag})",
                            "is a file, not a directory")
-    result = _run("--runmode", runmode, *TINY_D0, flag, tmp_path)
     _assert_one_line_error(result, f"Cannot write '{tmp_path}' ({flag})", "it is a directory",
                            "give a file path")
 
 
-def test_output_json_in_an_unwritable_place_fails_before_the_work(tmp_path, a_file):
-    result = _run("--runmode", "stats", *TINY_D0, "--output_json", a_file / "stats.json")
-    _assert_one_line_error(result, f"Cannot write '{a_file / 'stats.json'}' (--output_json)",
+def test_output_json_in_an_unwritable_place_fails_before_the_work(tmp_path, a_file, side_by_side):
+    under_a_file, result = _run_all(
+        side_by_side,
+        ["--runmode", "stats", *TINY_D0, "--output_json", a_file / "stats.json"],
+        ["--runmode", "stats", *TINY_D0, "--output_json", tmp_path])
+    _assert_one_line_error(under_a_file,
+                           f"Cannot write '{a_file / 'stats.json'}' (--output_json)",
                            "is a file, not a directory", "choose another --output_json")
-    assert "total_parameters" not in result.stdout  # failed before counting anything
-    result = _run("--runmode", "stats", *TINY_D0, "--output_json", tmp_path)
+    assert "total_parameters" not in under_a_file.stdout  # failed before counting anything
     _assert_one_line_error(result, f"Cannot write '{tmp_path}' (--output_json)",
                            "it is a directory")
     assert "total_parameters" not in result.stdout
 
 
-def test_image_and_video_outputs_in_unwritable_places(tmp_path, a_file):
+def test_image_and_video_outputs_in_unwritable_places(tmp_path, a_file, side_by_side):
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    result = _run("--runmode", "infer", *TINY_D0, "--input_image", image,
-                  "--output_image_dir", a_file)
-    _assert_one_line_error(result, f"Cannot write '{a_file}' (--output_image_dir)",
+    images, video, gif = _run_all(
+        side_by_side,
+        ["--runmode", "infer", *TINY_D0, "--input_image", image, "--output_image_dir", a_file],
+        ["--runmode", "infer_video", *TINY_D0, "--input_video", tmp_path / "in.avi",
+         "--output_video", a_file / "out.mp4"],
+        ["--runmode", "infer_video", *TINY_D0, "--input_video", tmp_path / "in.avi",
+         "--output_video", tmp_path / "out.gif"])
+    _assert_one_line_error(images, f"Cannot write '{a_file}' (--output_image_dir)",
                            "it is a file, not a directory")
-    result = _run("--runmode", "infer_video", *TINY_D0, "--input_video", tmp_path / "in.avi",
-                  "--output_video", a_file / "out.mp4")
-    _assert_one_line_error(result, f"Cannot write '{a_file / 'out.mp4'}' (--output_video)",
+    _assert_one_line_error(video, f"Cannot write '{a_file / 'out.mp4'}' (--output_video)",
                            "is a file, not a directory")
-    result = _run("--runmode", "infer_video", *TINY_D0, "--input_video", tmp_path / "in.avi",
-                  "--output_video", tmp_path / "out.gif")
-    _assert_one_line_error(result, "--output_video", "unknown extension '.gif'")
+    _assert_one_line_error(gif, "--output_video", "unknown extension '.gif'")
     assert sorted(os.listdir(tmp_path)) == ["in.png", a_file.name]
 
 
@@ -155,13 +169,15 @@ def test_directory_without_write_permission_is_named(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------- other user errors
-def test_missing_checkpoint_dir_and_input_glob_are_one_line(tmp_path):
-    result = _run("--runmode", "saved_model", *TINY_D0, "--ckpt_path", tmp_path / "no_such_dir",
-                  "--export_dir", tmp_path / "sm")
-    _assert_one_line_error(result, f"Checkpoint '{tmp_path / 'no_such_dir'}' not found")
+def test_missing_checkpoint_dir_and_input_glob_are_one_line(tmp_path, side_by_side):
+    checkpoint, result = _run_all(
+        side_by_side,
+        ["--runmode", "saved_model", *TINY_D0, "--ckpt_path", tmp_path / "no_such_dir",
+         "--export_dir", tmp_path / "sm"],
+        ["--runmode", "infer", *TINY_D0, "--input_image", tmp_path / "none-*.jpg",
+         "--output_image_dir", tmp_path / "out"])
+    _assert_one_line_error(checkpoint, f"Checkpoint '{tmp_path / 'no_such_dir'}' not found")
     assert not (tmp_path / "sm").exists()
-    result = _run("--runmode", "infer", *TINY_D0, "--input_image", tmp_path / "none-*.jpg",
-                  "--output_image_dir", tmp_path / "out")
     _assert_one_line_error(result, "--input_image", "matches no file")
     assert sorted(os.listdir(tmp_path)) == []
 

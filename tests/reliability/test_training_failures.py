@@ -19,12 +19,10 @@ SMALL = ["--batch_size", "2", "--steps_per_epoch", "6", "--num_epochs", "2"]
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The sample datasets as main.py makes them for the quickstart (128 px)."""
-    from dataset.make_sample_dataset import make_sample_datasets
-
-    path = tmp_path_factory.mktemp("sample")
-    return dict(make_sample_datasets(str(path), image_size=128), root=path)
+def sample(demo_sample_data):
+    """The sample datasets as main.py makes them for the quickstart (128 px): the
+    session's ``demo_sample_data`` (tests/conftest.py), made once; read only here."""
+    return demo_sample_data
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +38,11 @@ def _main(*args, sample_dir=None, timeout=900):
     extra = ["--sample_data_dir", str(sample_dir)] if sample_dir else []
     return subprocess.run([sys.executable, "main.py", *args, *extra], cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _run_all(side_by_side, *arg_lists):
+    """``main.py`` with each argument list, all started at once (``side_by_side``)."""
+    return side_by_side([[sys.executable, "main.py", *args] for args in arg_lists], env=_env())
 
 
 # absl's error lines from Python code (TensorFlow's C++ start-up noise is "E0000 ... .cc:").
@@ -81,29 +84,43 @@ def _listed_checkpoints(model_dir):
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, sample_dir):
     """kill -9 right after the first (mid-epoch) checkpoint, then ``--resume`` with no
     other flag: the recipe comes from config.yaml and, under --deterministic, every
-    variable ends bit-identical to an uninterrupted run's."""
+    variable ends bit-identical to an uninterrupted run's.
+
+    The uninterrupted run is independent of the other two, so it runs beside them
+    (its own process, as before): start-up and tracing are mostly single-threaded."""
     common = ["--mode", "train", *SMALL, "--checkpoint_every_n_steps", "2", "--deterministic"]
     straight = tmp_path / "straight"
-    result = _main(*common, "--model_dir", str(straight), sample_dir=sample_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Its log goes to a file: a full pipe would stall it while the others run.
+    with open(tmp_path / "straight.log", "w") as straight_log:
+        uninterrupted = subprocess.Popen(
+            [sys.executable, "main.py", *common, "--model_dir", str(straight),
+             "--sample_data_dir", str(sample_dir)], cwd=REPO, env=_env(),
+            stdout=subprocess.DEVNULL, stderr=straight_log)
+    try:
+        killed = tmp_path / "killed"
+        process = subprocess.Popen([sys.executable, "main.py", *common, "--model_dir", str(killed),
+                                    "--sample_data_dir", str(sample_dir)], cwd=REPO, env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 900
+        while (not _listed_checkpoints(killed) and process.poll() is None
+               and time.time() < deadline):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kept = _listed_checkpoints(killed)
+        assert kept, "the run ended before its first checkpoint"
+        recorded = (killed / "config.yaml").read_text()
 
-    killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "main.py", *common, "--model_dir", str(killed),
-                                "--sample_data_dir", str(sample_dir)], cwd=REPO, env=_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 900
-    while not _listed_checkpoints(killed) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    kept = _listed_checkpoints(killed)
-    assert kept, "the run ended before its first checkpoint"
-    recorded = (killed / "config.yaml").read_text()
-
-    # What a save killed half-way leaves: TensorFlow's temporary folder, never listed.
-    (killed / f"ckpt-{len(kept) * 2 + 1}_temp").mkdir()
-    (killed / f"ckpt-{len(kept) * 2 + 1}_temp" / "part-00000-of-00001.index").write_text("x")
-    resumed = _main("--mode", "train", "--model_dir", str(killed), "--resume")
+        # What a save killed half-way leaves: TensorFlow's temporary folder, never listed.
+        (killed / f"ckpt-{len(kept) * 2 + 1}_temp").mkdir()
+        (killed / f"ckpt-{len(kept) * 2 + 1}_temp" / "part-00000-of-00001.index").write_text("x")
+        resumed = _main("--mode", "train", "--model_dir", str(killed), "--resume")
+        assert uninterrupted.wait(timeout=900) == 0, \
+            (tmp_path / "straight.log").read_text()[-3000:]
+    finally:
+        if uninterrupted.poll() is None:
+            uninterrupted.kill()
+            uninterrupted.wait()
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Using the recipe recorded in {killed}/config.yaml unchanged" in resumed.stderr
     step = int(kept[-1].rsplit("-", 1)[1])
@@ -138,12 +155,28 @@ def _saved_model_variables(model_dir):
             for n in _checkpoint_values(model_dir) if n.startswith(prefix)}
 
 
+@pytest.fixture(scope="module")
+def failing_trainings(tmp_path_factory, sample, sample_dir, side_by_side):
+    """The two long failing runs of this module, side by side (see
+    ``_main_side_by_side``): ``{name: (CompletedProcess, model_dir)}``. ``exploding``:
+    learning rate 1e6; ``class_id``: a 2-class model on the 3-class sample data."""
+    root = tmp_path_factory.mktemp("failing_trainings")
+    runs = {
+        "exploding": ["--mode", "train", "--model_dir", root / "exploding", "--batch_size", "2",
+                      "--steps_per_epoch", "12", "--num_epochs", "1",
+                      "--override", "train.learning_rate=1e6", "--sample_data_dir", sample_dir],
+        "class_id": ["--mode", "train", "--model_dir", root / "class_id",
+                     "--train_file_pattern", sample["train_file_pattern"],
+                     "--hparams", "num_classes=2", "--batch_size", "2",
+                     "--steps_per_epoch", "40", "--num_epochs", "1"],
+    }
+    results = _run_all(side_by_side, *runs.values())
+    return {name: (result, root / name) for name, result in zip(runs, results)}
+
+
 @pytest.mark.slow
-def test_exploding_loss_stops_before_any_checkpoint(tmp_path, sample_dir):
-    model_dir = tmp_path / "run"
-    result = _main("--mode", "train", "--model_dir", str(model_dir), "--batch_size", "2",
-                   "--steps_per_epoch", "12", "--num_epochs", "1",
-                   "--override", "train.learning_rate=1e6", sample_dir=sample_dir)
+def test_exploding_loss_stops_before_any_checkpoint(failing_trainings):
+    result, model_dir = failing_trainings["exploding"]
     line = _assert_one_line_error(result, "Last good checkpoint: none", "clip_gradients_norm=10",
                                   code=3)
     assert "exploded from step" in line or "NaN/Inf from step" in line
@@ -207,11 +240,13 @@ def test_unquoted_glob_is_refused_with_the_fix(tmp_path, sample):
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_model_dir_that_is_a_file(tmp_path, sample_dir, mode):
+def test_model_dir_that_is_a_file(tmp_path, sample_dir, mode, side_by_side):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    for model_dir, needle in ((blocker, "is a file"), (blocker / "run", "cannot be created")):
-        result = _main("--mode", mode, "--model_dir", str(model_dir), sample_dir=sample_dir)
+    cases = ((blocker, "is a file"), (blocker / "run", "cannot be created"))
+    results = _run_all(side_by_side, *(["--mode", mode, "--model_dir", model_dir,
+                                    "--sample_data_dir", sample_dir] for model_dir, _ in cases))
+    for (model_dir, needle), result in zip(cases, results):
         _assert_one_line_error(result, str(model_dir), needle)
     assert blocker.read_text() == "not a directory"
 
@@ -322,11 +357,8 @@ def test_empty_record_files_with_steps_per_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_class_id_above_num_classes_is_one_line(tmp_path, sample):
+def test_class_id_above_num_classes_is_one_line(failing_trainings):
     """The sample data has 3 classes; a 2-class model meets class id 3 mid-run."""
-    result = _main("--mode", "train", "--model_dir", str(tmp_path / "run"),
-                   "--train_file_pattern", sample["train_file_pattern"],
-                   "--hparams", "num_classes=2", "--batch_size", "2", "--steps_per_epoch", "40",
-                   "--num_epochs", "1")
+    result, model_dir = failing_trainings["class_id"]
     _assert_one_line_error(result, "class id", "num_classes")
-    assert not list((tmp_path / "run").glob("ckpt-*"))
+    assert not list(model_dir.glob("ckpt-*"))

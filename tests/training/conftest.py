@@ -14,10 +14,11 @@ def sample_data(tmp_path_factory):
     return make_sample_datasets(str(tmp_path_factory.mktemp("sample_data")))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def quickstart_config(sample_data):
     """``make(task, model_dir, *overrides)``: configs/quickstart-{task}.yaml
-    (``detection`` or ``classification``) on the sample data, writing to ``model_dir``."""
+    (``detection`` or ``classification``) on the sample data, writing to ``model_dir``
+    (a pure factory: session-scoped so that module fixtures can train with it)."""
     from common.config import load_config
 
     def make(task, model_dir, *extra):

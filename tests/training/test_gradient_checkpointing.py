@@ -33,26 +33,30 @@ def _gradients_and_statistics(mode, images):
     gradients = [g.numpy() for g in step()]
     statistics = {v.path: v.numpy() for v in network.non_trainable_variables
                   if "moving_" in v.path}
-    return count, gradients, statistics
+    return network, count, gradients, statistics
 
 
 @pytest.mark.slow
 def test_recomputed_layers_give_the_same_gradients_and_statistics():
+    """``all`` recomputes every group (each backbone block, BiFPN cell and head, each
+    wrapped on its own), so it checks the recomputation of every kind of layer;
+    ``backbone`` wraps a subset of those same layers the same way and is counted."""
     images = tf.constant(np.random.default_rng(0).normal(size=(2, 128, 128, 3)), tf.float32)
-    _, expected, expected_statistics = _gradients_and_statistics("none", images)
+    plain, _, expected, expected_statistics = _gradients_and_statistics("none", images)
     scale = max(float(np.abs(g).max()) for g in expected)
-    counts = {}
-    for mode in ("backbone", "all"):
-        counts[mode], gradients, statistics = _gradients_and_statistics(mode, images)
-        for e, g in zip(expected, gradients):
-            # Float rounding only (recomputed convs may fuse differently); a redrawn
-            # drop-path mask or a skipped gradient would differ by ~scale.
-            np.testing.assert_allclose(g, e, atol=1e-5 * scale, rtol=0)
-        # One moving-statistics update per step, not one more per recomputation.
-        assert statistics.keys() == expected_statistics.keys()
-        for path, value in statistics.items():
-            np.testing.assert_allclose(value, expected_statistics[path], atol=1e-6, rtol=0)
-    assert counts == {"backbone": 16, "all": 16 + 3 + 2}  # D0: 16 blocks, 3 cells, 2 heads
+    _, count, gradients, statistics = _gradients_and_statistics("all", images)
+    for e, g in zip(expected, gradients):
+        # Float rounding only (recomputed convs may fuse differently); a redrawn
+        # drop-path mask or a skipped gradient would differ by ~scale.
+        np.testing.assert_allclose(g, e, atol=1e-5 * scale, rtol=0)
+    # One moving-statistics update per step, not one more per recomputation.
+    assert statistics.keys() == expected_statistics.keys()
+    for path, value in statistics.items():
+        np.testing.assert_allclose(value, expected_statistics[path], atol=1e-6, rtol=0)
+    # D0: 16 blocks, 3 cells, 2 heads ("none"'s network is done with: wrap it to count).
+    counts = {"all": count,
+              "backbone": checkpoint_groups(plain, GRADIENT_CHECKPOINTING["backbone"])}
+    assert counts == {"backbone": 16, "all": 16 + 3 + 2}
 
 
 def test_modes_name_existing_layers():

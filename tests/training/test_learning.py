@@ -1,6 +1,8 @@
 """Learning checks: the models really learn on the sample data (CPU, small sizes)."""
+import hashlib
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -91,7 +93,9 @@ def test_lite0_fine_tunes_on_the_sample_data(trained_lite0):
 
 @pytest.mark.slow
 def test_efficientnetv2_learns_the_sample_classes(quickstart_config, sample_data, tmp_path):
-    config = quickstart_config("classification", tmp_path)
+    # Evaluated at epochs 4 and 8 (not after each of the 8): the training is the same
+    # (evaluation reads, never changes, the run's state), the test 6 evaluations shorter.
+    config = quickstart_config("classification", tmp_path, "eval.every_n_epochs=4")
     result = train(config, RunOptions(eval_during_training=True))
     classes = sample_data["classification_num_classes"]
     # 64 validation images: chance is 0.25 ± 0.054; seeded runs reach 0.41-0.61
@@ -101,56 +105,90 @@ def test_efficientnetv2_learns_the_sample_classes(quickstart_config, sample_data
     assert (tmp_path / "best").is_dir()
 
 
-@pytest.mark.slow
-def test_bfloat16_detector_learns_like_float32(quickstart_config, tmp_path):
-    """``runtime.precision=mixed_bfloat16``: no loss scaling, float32 variables, and the
-    loss falls over a few steps on the sample data as it does in float32."""
-    import keras
+# A few detector steps on the sample data, logged at every step.
+SHORT_DETECTOR_RUN = ("train.steps_per_epoch=6", "train.num_epochs=1", "train.batch_size=2",
+                      "train.seed=3", "runtime.log_every_n_steps=1")
 
-    losses = {}
-    for precision in ("float32", "mixed_bfloat16"):
-        config = quickstart_config("detection", tmp_path / precision,
-                                   f"runtime.precision={precision}", "train.steps_per_epoch=6",
-                                   "train.num_epochs=1", "train.batch_size=2", "train.seed=3",
-                                   "runtime.log_every_n_steps=1")
-        result = train(config)
-        losses[precision] = [h["total_loss"] for h in result["history"]]
-        keras.mixed_precision.set_global_policy("float32")
-    fp32, bf16 = losses["float32"], losses["mixed_bfloat16"]
+
+@pytest.fixture(scope="module")
+def float32_detector_run(quickstart_config, tmp_path_factory):
+    """One float32 ``SHORT_DETECTOR_RUN`` (6 steps, 1 epoch), trained once for the
+    module: the bfloat16 test's reference losses and the trained model directory of
+    the resume test (which works on a copy). ``model_dir``, ``losses``, ``steps``."""
+    model_dir = tmp_path_factory.mktemp("float32_detector_run") / "model"
+    result = train(quickstart_config("detection", model_dir, "runtime.precision=float32",
+                                     *SHORT_DETECTOR_RUN))
+    return {"model_dir": model_dir, "steps": result["steps"],
+            "losses": [h["total_loss"] for h in result["history"]]}
+
+
+@pytest.mark.slow
+def test_bfloat16_detector_learns_like_float32(quickstart_config, float32_detector_run, tmp_path):
+    """``runtime.precision=mixed_bfloat16``: no loss scaling, float32 variables, and the
+    loss falls over a few steps on the sample data as it does in float32 (the same
+    recipe, seed and data: ``float32_detector_run``)."""
+    config = quickstart_config("detection", tmp_path / "mixed_bfloat16",
+                               "runtime.precision=mixed_bfloat16", *SHORT_DETECTOR_RUN)
+    result = train(config)
+    fp32 = float32_detector_run["losses"]
+    bf16 = [h["total_loss"] for h in result["history"]]
     assert len(bf16) == 6 and all(np.isfinite(bf16))
     assert np.mean(bf16[-2:]) < bf16[0], bf16
     np.testing.assert_allclose(bf16, fp32, rtol=0.1)
 
 
-@pytest.mark.slow
-def test_detector_xla_and_amp_complete_an_epoch(quickstart_config, tmp_path):
-    config = quickstart_config("detection", tmp_path, "runtime.use_xla=true",
-                               "runtime.mixed_precision=true", "train.steps_per_epoch=2",
-                               "train.num_epochs=1")
-    result = train(config)
-    assert result["steps"] == 2
-    assert result["history"][-1]["total_loss"] > 0
-
-
-def test_grad_accumulation_counts_optimizer_steps(quickstart_config, tmp_path):
-    config = quickstart_config("detection", tmp_path, "train.grad_accum_steps=2",
+@pytest.fixture(scope="module")
+def xla_amp_accumulation_run(quickstart_config, tmp_path_factory):
+    """One epoch of 2 optimizer steps of the detector with XLA, mixed_float16 and 2
+    micro-batches of 2 images per step, trained once for the two tests below (the
+    XLA compilation of the step is most of its time)."""
+    model_dir = tmp_path_factory.mktemp("xla_amp_accumulation") / "model"
+    config = quickstart_config("detection", model_dir, "runtime.use_xla=true",
+                               "runtime.mixed_precision=true", "train.grad_accum_steps=2",
                                "train.steps_per_epoch=2", "train.num_epochs=1",
                                "train.batch_size=2")
     result = train(config)
-    assert result["steps"] == 2
+    return {"steps": result["steps"], "epochs": result["epochs"],
+            "history": result["history"]}
 
 
-def test_existing_model_dir_needs_resume(quickstart_config, tmp_path):
+@pytest.mark.slow
+def test_detector_xla_and_amp_complete_an_epoch(xla_amp_accumulation_run):
+    assert xla_amp_accumulation_run["steps"] == 2
+    assert xla_amp_accumulation_run["epochs"] == 1
+    assert xla_amp_accumulation_run["history"][-1]["total_loss"] > 0
+
+
+def test_grad_accumulation_counts_optimizer_steps(xla_amp_accumulation_run):
+    """2 steps of 2 micro-batches: 2 optimizer steps, not 4 (nor 1)."""
+    assert xla_amp_accumulation_run["steps"] == 2
+
+
+def test_existing_model_dir_needs_resume(quickstart_config, float32_detector_run, tmp_path):
+    """A fresh run into a trained model directory is refused before anything is built
+    or written; ``--resume`` with the recorded recipe and one more epoch continues it.
+    The trained directory is a copy of ``float32_detector_run``'s (1 epoch of 6 steps)."""
     from common.config import ConfigError
 
-    config = quickstart_config("detection", tmp_path, "train.steps_per_epoch=1",
-                               "train.num_epochs=1", "train.batch_size=2")
-    train(config)
+    assert float32_detector_run["steps"] == 6
+    model_dir = tmp_path / "model"
+    shutil.copytree(float32_detector_run["model_dir"], model_dir)
+    before = _tree_hashes(model_dir)
+    fresh = quickstart_config("detection", model_dir, "runtime.precision=float32",
+                              *SHORT_DETECTOR_RUN)
     with pytest.raises(ConfigError, match="--resume"):
-        train(config)
-    resumed = train(load_config(str(tmp_path / "config.yaml"),
-                                overrides=["train.num_epochs=2"]), RunOptions(resume=True))
-    assert resumed["steps"] == 2 and resumed["epochs"] == 2
+        train(fresh)
+    assert _tree_hashes(model_dir) == before
+    # The recorded recipe names the directory it was trained in: point it at the copy.
+    recorded = load_config(str(model_dir / "config.yaml"),
+                           overrides=[f"runtime.model_dir={model_dir}", "train.num_epochs=2"])
+    resumed = train(recorded, RunOptions(resume=True))
+    assert resumed["steps"] == 12 and resumed["epochs"] == 2
+
+
+def _tree_hashes(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(pathlib.Path(root).rglob("*")) if p.is_file()}
 
 
 def test_missing_data_is_one_clear_error(tmp_path):
