@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= efficientdet-d0
 PYTEST_ARGS ?=
+# Worker processes of the TensorFlow suite (pytest-xdist): much of a test's time is
+# single-threaded (imports, model building, graph tracing), so 2 workers overlap on 2 cores.
+PYTEST_WORKERS ?= 2
 PYTEST_JAX_ARGS ?=
 
 .PHONY: setup setup-test demo summary test test-fast test-jax clean
@@ -32,10 +35,11 @@ demo: setup
 summary: setup
 	$(PY) main.py --mode summary --model_name $(MODEL)
 
-## The whole test suite: the TensorFlow process, then the JAX one (the Keras backend is
-## fixed at import, so each backend gets its own pytest process).
+## The whole test suite: the TensorFlow suite (in PYTEST_WORKERS processes, pytest-xdist),
+## then the JAX one (the Keras backend is fixed at import, so each backend gets its own
+## pytest process).
 test: setup-test
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(PY) -m pytest -q tests_jax $(PYTEST_JAX_ARGS)
 
 ## Only the JAX process (tests_jax/).
@@ -44,7 +48,7 @@ test-jax: setup-test
 
 ## Everything except tests marked slow.
 test-fast: setup-test
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 ## Benchmark suite: input pipelines, train steps, inference (writes runs/bench/results.{json,md}).
 .PHONY: bench bench-quick
