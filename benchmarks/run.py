@@ -197,6 +197,9 @@ def run_suite(output_dir, mode="full", only=None, include_amp=False, budget_minu
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     max_processes = max(jobs, max_processes or plan_lib.MODES[mode]["max_processes"])
+    # Absolute: the case processes of an A/B baseline run in the baseline's checkout.
+    output_dir = os.path.abspath(output_dir)
+    sample_dir = sample_dir and os.path.abspath(sample_dir)
     os.makedirs(output_dir, exist_ok=True)
     start = time.perf_counter()
     log("Methodology: " + METHODOLOGY)

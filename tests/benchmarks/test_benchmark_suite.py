@@ -210,8 +210,10 @@ def test_ab_mode_runs_both_checkouts_and_reports_ratios(tmp_path):
 
     root = _git_checkout()
     lines = []
-    data = run_suite(str(tmp_path), mode="smoke", only=["input/classification"], jobs=1,
-                     baseline="HEAD", ab_rounds=2, log=lines.append)
+    # A relative output directory, as a user types it: the baseline's case processes run
+    # in the baseline's checkout and must still find their specs and the shared data.
+    data = run_suite(os.path.relpath(tmp_path), mode="smoke", only=["input/classification"],
+                     jobs=1, baseline="HEAD", ab_rounds=2, log=lines.append)
     ab = data["ab"]
     assert ab["ref"] == "HEAD" and len(ab["commit"]) == 40 and not ab["failures"]
     (entry,) = ab["cases"]
