@@ -31,8 +31,10 @@ class DropPath(keras.layers.Layer):
         batch = keras.ops.shape(inputs)[0]
         mask_shape = (batch,) + (1,) * (len(inputs.shape) - 1)
         noise = keras.random.uniform(mask_shape, dtype=inputs.dtype, seed=self.seed_generator)
-        mask = keras.ops.floor(keep + noise)
-        return inputs / keras.ops.cast(keep, inputs.dtype) * mask
+        # 0 or 1 / keep per sample, computed on the [B, 1, ...] mask: the feature map
+        # then gets one multiply (and its gradient one), not a divide and a multiply.
+        scale = keras.ops.floor(keep + noise) / keras.ops.cast(keep, inputs.dtype)
+        return inputs * scale
 
     def compute_output_shape(self, input_shape):
         return input_shape
