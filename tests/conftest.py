@@ -2,6 +2,7 @@
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,19 +25,20 @@ def automl_fixtures():
     return FIXTURES
 
 
-def run_side_by_side(commands, env=None, timeout=900):
-    """Runs every command (a list of arguments) in its own process in the repository
-    root, all started at once, and returns their ``CompletedProcess`` es (text
-    ``stdout``/``stderr``) in order. TensorFlow's start-up, tracing and conversion are
-    mostly single-threaded, so independent runs overlap on 2 cores. The runs share the
-    file system: check it after all of them."""
+def run_side_by_side(script, *arg_lists, env=None, timeout=900):
+    """Runs ``python script *args`` for each argument list, each in its own process in
+    the repository root, all started at once, and returns their ``CompletedProcess`` es
+    (text ``stdout``/``stderr``) in order. TensorFlow's start-up, tracing and
+    conversion are mostly single-threaded, so independent runs overlap on 2 cores. The
+    runs share the file system: check it after all of them."""
     runs = []
     try:
-        for command in commands:
+        for args in arg_lists:
             # Output into files: a full pipe would stall a run while another is read.
             out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-            runs.append((subprocess.Popen([str(c) for c in command], cwd=REPO_ROOT, env=env,
-                                          stdout=out, stderr=err), out, err))
+            command = [sys.executable, script, *map(str, args)]
+            runs.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
+                                          stderr=err), out, err))
         results = []
         for process, out, err in runs:
             process.wait(timeout=timeout)

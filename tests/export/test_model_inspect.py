@@ -18,11 +18,6 @@ def _run(*args):
     return result
 
 
-def _inspect(*arg_lists):
-    """``model_inspect.py`` command lines, one per argument list."""
-    return [[sys.executable, "model_inspect.py", *args] for args in arg_lists]
-
-
 def _images(directory, make_images):
     directory.mkdir()
     Image.fromarray(make_images(1, 120, 200, seed=1)[0]).save(directory / "street.jpg")
@@ -69,12 +64,13 @@ def test_a_trained_model_directory_names_its_classes(tmp_path, trained_detector)
 
 def test_infer_bad_path_and_unreadable_image_are_clear_errors(tmp_path, side_by_side):
     (tmp_path / "broken.jpg").write_bytes(b"this is not a jpeg")
-    no_match, result, no_output = side_by_side(_inspect(
+    no_match, result, no_output = side_by_side(
+        "model_inspect.py",
         ["--runmode", "infer", "--input_image", tmp_path / "nothing-*.jpg",
          "--output_image_dir", tmp_path / "out"],
         ["--runmode", "infer", "--input_image", tmp_path / "*.jpg",
          "--output_image_dir", tmp_path / "out"],
-        ["--runmode", "infer", "--input_image", tmp_path / "*.jpg"]))
+        ["--runmode", "infer", "--input_image", tmp_path / "*.jpg"])
     assert no_match.returncode == 2
     assert "matches no file" in no_match.stderr and "Traceback" not in no_match.stderr
     assert result.returncode == 2
@@ -129,10 +125,11 @@ def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_ch
     export_dir = tmp_path / "export"
     ops_json = tmp_path / "ops.json"
     # The three exports are independent runs: side by side, then the two benchmarks.
-    saved_model, tflite, onnx = side_by_side(_inspect(
+    saved_model, tflite, onnx = side_by_side(
+        "model_inspect.py",
         ["--runmode", "saved_model", *model, "--export_dir", export_dir / "sm"],
         ["--runmode", "tflite", *model, "--export_dir", export_dir, "--output_json", ops_json],
-        ["--runmode", "onnx", *model, "--export_dir", export_dir]))
+        ["--runmode", "onnx", *model, "--export_dir", export_dir])
     assert saved_model.returncode == 0, saved_model.stderr[-3000:]
     assert (export_dir / "sm" / "saved_model.pb").is_file()
     assert tflite.returncode == 0, tflite.stderr[-3000:]
@@ -143,10 +140,10 @@ def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_ch
     assert (export_dir / "efficientnetv2-b0.onnx").is_file()
     formats = (("--saved_model_dir", export_dir / "sm", "saved_model"),
                ("--tflite_path", tflite_file, "tflite"))
-    benchmarks = side_by_side(_inspect(*(
+    benchmarks = side_by_side("model_inspect.py", *(
         ["--runmode", "benchmark", *model, flag, path, "--batch_sizes", "1,2",
          "--warmup_runs", "1", "--bench_runs", "2", "--output_json", tmp_path / f"{fmt}.json"]
-        for flag, path, fmt in formats)))
+        for flag, path, fmt in formats))
     for (_, _, fmt), result in zip(formats, benchmarks):
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((tmp_path / f"{fmt}.json").read_text())

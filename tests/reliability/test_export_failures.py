@@ -29,11 +29,6 @@ def _run(*args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _run_all(side_by_side, *arg_lists):
-    """``model_inspect.py`` with each argument list, all started at once (``side_by_side``)."""
-    return side_by_side([[sys.executable, "model_inspect.py", *args] for args in arg_lists])
-
-
 def _last_line(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -90,8 +85,8 @@ def test_export_dir_that_is_a_file_or_holds_other_files(tmp_path, a_file, side_b
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "efficientdet-d0.tflite").write_bytes(b"an earlier tflite file")
-    onto_a_file, result = _run_all(
-        side_by_side,
+    onto_a_file, result = side_by_side(
+        "model_inspect.py",
         ["--runmode", "saved_model", *TINY_D0, "--export_dir", a_file],
         ["--runmode", "saved_model", *TINY_D0, "--export_dir", shared])
     _assert_one_line_error(onto_a_file, f"Cannot write '{a_file}' (--export_dir)",
@@ -107,8 +102,8 @@ def test_export_dir_that_is_a_file_or_holds_other_files(tmp_path, a_file, side_b
 def test_explicit_file_paths_under_a_file_or_onto_a_directory(flag, tmp_path, a_file,
                                                               side_by_side):
     runmode = flag[2:].split("_")[0]
-    under_a_file, result = _run_all(
-        side_by_side,
+    under_a_file, result = side_by_side(
+        "model_inspect.py",
         ["--runmode", runmode, *TINY_D0, flag, a_file / "model.bin"],
         ["--runmode", runmode, *TINY_D0, flag, tmp_path])
     _assert_one_line_error(under_a_file, f"Cannot write '{a_file / 'model.bin'}' ({flag})",
@@ -118,8 +113,8 @@ def test_explicit_file_paths_under_a_file_or_onto_a_directory(flag, tmp_path, a_
 
 
 def test_output_json_in_an_unwritable_place_fails_before_the_work(tmp_path, a_file, side_by_side):
-    under_a_file, result = _run_all(
-        side_by_side,
+    under_a_file, result = side_by_side(
+        "model_inspect.py",
         ["--runmode", "stats", *TINY_D0, "--output_json", a_file / "stats.json"],
         ["--runmode", "stats", *TINY_D0, "--output_json", tmp_path])
     _assert_one_line_error(under_a_file,
@@ -134,8 +129,8 @@ def test_output_json_in_an_unwritable_place_fails_before_the_work(tmp_path, a_fi
 def test_image_and_video_outputs_in_unwritable_places(tmp_path, a_file, side_by_side):
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    images, video, gif = _run_all(
-        side_by_side,
+    images, video, gif = side_by_side(
+        "model_inspect.py",
         ["--runmode", "infer", *TINY_D0, "--input_image", image, "--output_image_dir", a_file],
         ["--runmode", "infer_video", *TINY_D0, "--input_video", tmp_path / "in.avi",
          "--output_video", a_file / "out.mp4"],
@@ -170,8 +165,8 @@ def test_directory_without_write_permission_is_named(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------- other user errors
 def test_missing_checkpoint_dir_and_input_glob_are_one_line(tmp_path, side_by_side):
-    checkpoint, result = _run_all(
-        side_by_side,
+    checkpoint, result = side_by_side(
+        "model_inspect.py",
         ["--runmode", "saved_model", *TINY_D0, "--ckpt_path", tmp_path / "no_such_dir",
          "--export_dir", tmp_path / "sm"],
         ["--runmode", "infer", *TINY_D0, "--input_image", tmp_path / "none-*.jpg",

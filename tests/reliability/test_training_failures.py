@@ -40,11 +40,6 @@ def _main(*args, sample_dir=None, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _run_all(side_by_side, *arg_lists):
-    """``main.py`` with each argument list, all started at once (``side_by_side``)."""
-    return side_by_side([[sys.executable, "main.py", *args] for args in arg_lists], env=_env())
-
-
 # absl's error lines from Python code (TensorFlow's C++ start-up noise is "E0000 ... .cc:").
 _PY_ERROR = re.compile(r"^E\d{4} [\d:.]+ +\d+ [\w.]+\.py:\d+\] ")
 
@@ -157,8 +152,8 @@ def _saved_model_variables(model_dir):
 
 @pytest.fixture(scope="module")
 def failing_trainings(tmp_path_factory, sample, sample_dir, side_by_side):
-    """The two long failing runs of this module, side by side (see
-    ``_main_side_by_side``): ``{name: (CompletedProcess, model_dir)}``. ``exploding``:
+    """The two long failing runs of this module, side by side (``run_side_by_side`` in
+    tests/conftest.py): ``{name: (CompletedProcess, model_dir)}``. ``exploding``:
     learning rate 1e6; ``class_id``: a 2-class model on the 3-class sample data."""
     root = tmp_path_factory.mktemp("failing_trainings")
     runs = {
@@ -170,7 +165,7 @@ def failing_trainings(tmp_path_factory, sample, sample_dir, side_by_side):
                      "--hparams", "num_classes=2", "--batch_size", "2",
                      "--steps_per_epoch", "40", "--num_epochs", "1"],
     }
-    results = _run_all(side_by_side, *runs.values())
+    results = side_by_side("main.py", *runs.values(), env=_env())
     return {name: (result, root / name) for name, result in zip(runs, results)}
 
 
@@ -244,8 +239,9 @@ def test_model_dir_that_is_a_file(tmp_path, sample_dir, mode, side_by_side):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     cases = ((blocker, "is a file"), (blocker / "run", "cannot be created"))
-    results = _run_all(side_by_side, *(["--mode", mode, "--model_dir", model_dir,
-                                    "--sample_data_dir", sample_dir] for model_dir, _ in cases))
+    results = side_by_side("main.py", *(["--mode", mode, "--model_dir", model_dir,
+                                         "--sample_data_dir", sample_dir]
+                                        for model_dir, _ in cases), env=_env())
     for (model_dir, needle), result in zip(cases, results):
         _assert_one_line_error(result, str(model_dir), needle)
     assert blocker.read_text() == "not a directory"
