@@ -33,8 +33,9 @@ class Detector(InferenceModel):
         """Detects objects.
 
         Args:
-            images: one image or a list: file paths or uint8 RGB ``[H, W, 3]`` arrays
-                (any sizes; each runs at its own size).
+            images: one image, a list or a ``[B, H, W, C]`` batch: file paths or uint8
+                arrays, RGB ``[H, W, 3]``, gray ``[H, W]`` / ``[H, W, 1]`` or RGBA
+                ``[H, W, 4]`` (any sizes; each runs at its own size).
             min_score: drop detections scoring below this.
 
         Returns:

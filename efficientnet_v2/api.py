@@ -28,7 +28,9 @@ class Classifier(InferenceModel):
         """Classifies images.
 
         Args:
-            images: one image or a list: file paths or uint8 RGB ``[H, W, 3]`` arrays.
+            images: one image, a list or a ``[B, H, W, C]`` batch: file paths or uint8
+                arrays, RGB ``[H, W, 3]``, gray ``[H, W]`` / ``[H, W, 1]`` or RGBA
+                ``[H, W, 4]``.
             top_k: labels returned per image (at most the wrapper's top-k).
 
         Returns:

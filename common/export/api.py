@@ -106,9 +106,14 @@ class InferenceModel:
 
     @staticmethod
     def _images(images):
-        """One image or a list of images: file paths or uint8 ``[H, W, 3]`` arrays."""
+        """One image, a list of images or a ``[B, H, W, C]`` batch → uint8 RGB arrays.
+
+        An image is a file path (JPEG, PNG, BMP, GIF) or a uint8 array: ``[H, W, 3]``
+        RGB, ``[H, W]`` or ``[H, W, 1]`` gray (repeated to RGB) or ``[H, W, 4]`` RGBA
+        (alpha dropped), the conversions applied to image files of those kinds.
+        """
         if isinstance(images, (str, os.PathLike)) or (
-                isinstance(images, np.ndarray) and images.ndim == 3):
+                isinstance(images, np.ndarray) and images.ndim in (2, 3)):
             images = [images]
         loaded = []
         for image in images:
@@ -116,11 +121,16 @@ class InferenceModel:
                 loaded.append(read_image(os.fspath(image)))
                 continue
             array = np.asarray(image)
-            if array.ndim != 3 or array.shape[-1] != 3:
-                raise ValueError(f"An image array must be [H, W, 3] (RGB), got {array.shape}.")
+            if array.ndim == 2:
+                array = array[..., None]
+            if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+                raise ValueError(f"An image array must be [H, W, 3] (RGB), [H, W] or [H, W, 1] "
+                                 f"(gray) or [H, W, 4] (RGBA), got {array.shape}.")
             if array.dtype != np.uint8:
                 raise ValueError(f"An image array must be uint8 (0-255), got {array.dtype}.")
-            loaded.append(array)
+            if array.shape[-1] == 1:
+                array = np.repeat(array, 3, axis=-1)
+            loaded.append(array[..., :3])
         return loaded
 
     def _run(self, image):

@@ -85,6 +85,18 @@ def test_classifier_predicts_draws_and_exports(tmp_path):
     assert pathlib.Path(path).stat().st_size > 100_000
     with pytest.raises(ValueError, match="must be uint8"):
         classifier.predict(images[0].astype(np.float32))
+    # Gray and RGBA arrays are converted as image files of those kinds are read.
+    gray = images[1][..., 0]
+    rgb_of_gray = np.repeat(gray[..., None], 3, axis=-1)
+    expected = classifier.predict(rgb_of_gray)[0]["probabilities"]
+    for variant in (gray, gray[..., None]):
+        np.testing.assert_allclose(classifier.predict(variant)[0]["probabilities"], expected,
+                                   rtol=1e-6)
+    rgba = np.concatenate([images[1], np.zeros_like(images[1][..., :1])], axis=-1)
+    np.testing.assert_allclose(classifier.predict(rgba)[0]["probabilities"],
+                               classifier.predict(images[1])[0]["probabilities"], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"got \(30, 30, 2\)"):
+        classifier.predict(images[1][..., :2])
     from efficientdet import Detector
 
     with pytest.raises(ValueError, match="belongs to the efficientnet family"):
