@@ -22,8 +22,10 @@
     python model_inspect.py --runmode benchmark --batch_sizes 1,8 --output_json bench.json
 
 ``--saved_model_dir`` runs ``infer`` / ``infer_video`` / ``benchmark`` on an exported
-SavedModel and ``--tflite_path`` runs ``benchmark`` on a TFLite file instead of a
-checkpoint.
+SavedModel and ``--tflite_path`` runs them on a TFLite file instead of a
+checkpoint (pictures are fitted to the file's size in NumPy and rounded to uint8;
+the config, from ``--ckpt_path``'s model directory or ``--config``, gives the
+pre-processing settings and class names).
 TFLite and ONNX files take uint8 images of exactly the network size. A TFLite
 file has a dynamic batch unless ``--batch_size`` is given; an int8 detector
 always gets a static one (1 by default) so that its NMS is built without a
@@ -64,7 +66,8 @@ flags.DEFINE_bool("fold_batch_norm", True,
 flags.DEFINE_string("export_dir", None, "Output directory of saved_model / tflite / onnx / keras_weights.")
 flags.DEFINE_string("saved_model_dir", None, "Run infer / benchmark on this exported SavedModel "
                     "(its config.yaml is used unless --config is given).")
-flags.DEFINE_string("tflite_path", None, "tflite: output file; benchmark: TFLite file to time.")
+flags.DEFINE_string("tflite_path", None, "tflite: output file; infer / infer_video / "
+                    "benchmark: the TFLite file to run.")
 flags.DEFINE_string("onnx_path", None, "onnx: output file (default EXPORT_DIR/MODEL.onnx).")
 flags.DEFINE_enum("quantize", "none", ["none", "fp16", "int8"], "TFLite quantization.")
 flags.DEFINE_bool("include_postprocess", None,
@@ -86,7 +89,7 @@ flags.DEFINE_string("batch_sizes", "1,8", "benchmark: comma-separated batch size
 flags.DEFINE_integer("warmup_runs", 5, "benchmark: untimed calls per row.")
 flags.DEFINE_integer("bench_runs", 20, "benchmark: timed calls per row.")
 flags.DEFINE_integer("num_threads", None,
-                     "benchmark of a TFLite file: interpreter threads (1 = one phone core, "
+                     "TFLite file (benchmark, infer): interpreter threads (1 = one phone core, "
                      "0 = all cores; default: TFLite's).")
 flags.DEFINE_bool("amp", False, "benchmark: mixed_float16 network.")
 flags.DEFINE_bool("use_xla", False, "benchmark: XLA-compile the network.")
@@ -265,11 +268,37 @@ def run_onnx(config):
           f"{'final' if include else 'raw'} outputs; input: uint8 images at the network size)")
 
 
-def _predictor(config):
-    from common.export.predictors import KerasPredictor, SavedModelPredictor
+def _tflite_threads():
+    """--num_threads for the TFLite interpreter: None (its default), a count, 0 = all cores."""
+    from common.export.errors import ExportError
 
+    threads = FLAGS.num_threads
+    if threads is not None and threads < 0:
+        raise ExportError(f"--num_threads {threads}: give a count >= 1, or 0 for all cores.")
+    return os.cpu_count() if threads == 0 else threads
+
+
+def _predictor(config):
+    from common.export.errors import ExportError
+    from common.export.predictors import KerasPredictor, SavedModelPredictor, TFLitePredictor
+
+    if FLAGS.saved_model_dir and FLAGS.tflite_path:
+        raise ExportError("Give --saved_model_dir or --tflite_path, not both: which model to run?")
     if FLAGS.saved_model_dir:
         return SavedModelPredictor(FLAGS.saved_model_dir)
+    if FLAGS.tflite_path:
+        # The wrapper of the file's config fits pictures to the file's size and
+        # post-processes a raw file; its network is not run.
+        predictor = TFLitePredictor(FLAGS.tflite_path, num_threads=_tflite_threads())
+        wrapper = _module(config)
+        if tuple(wrapper.image_size) != predictor.image_size or wrapper.task != predictor.task:
+            raise ExportError(
+                f"--tflite_path {FLAGS.tflite_path!r} is a {predictor.task} model for "
+                f"{predictor.image_size[0]}x{predictor.image_size[1]} images, the config a "
+                f"{wrapper.task} model for {wrapper.image_size[0]}x{wrapper.image_size[1]}: "
+                f"pass the --ckpt_path (model directory) or --config the file was exported from.")
+        predictor.postprocess_module = wrapper
+        return predictor
     return KerasPredictor(_module(config))
 
 
@@ -319,14 +348,9 @@ def run_infer_video(config):
 
 def run_benchmark(config):
     from common.export import benchmark, benchmark_targets
-    from common.export.errors import ExportError
     from common.export.infer import list_images, read_image
 
-    tflite_threads = FLAGS.num_threads
-    if tflite_threads is not None and tflite_threads < 0:
-        raise ExportError(f"--num_threads {tflite_threads}: give a count >= 1, or 0 for all cores.")
-    if tflite_threads == 0:
-        tflite_threads = os.cpu_count()
+    tflite_threads = _tflite_threads()
     batch_sizes = benchmark_targets.parse_batch_sizes(
         str(FLAGS.batch_size) if FLAGS.batch_size else FLAGS.batch_sizes)
     image = read_image(list_images(FLAGS.input_image)[0]) if FLAGS.input_image else None

@@ -145,16 +145,24 @@ def letterbox_numpy(images, image_size: ImageSize,
     out_h, out_w = parse_image_size(image_size)
     _mean_std(normalization)  # validate before any work
     images, _ = _as_images(images)
-    height = np.float32(images.shape[-3])
-    width = np.float32(images.shape[-2])
+    new_h, new_w, scale_to_original = letterbox_geometry(images.shape[-3], images.shape[-2],
+                                                         (out_h, out_w))
+    resized = normalize_image_numpy(resize_bilinear_numpy(images, (new_h, new_w)), normalization)
+    padded = np.zeros(images.shape[:-3] + (out_h, out_w, images.shape[-1]), np.float32)
+    padded[..., :new_h, :new_w, :] = resized
+    return padded, scale_to_original
+
+
+def letterbox_geometry(height: int, width: int, image_size: Tuple[int, int]):
+    """``(new_h, new_w, scale_to_original)`` of the letterbox of a ``height × width``
+    picture into ``image_size``: float32 arithmetic as TensorFlow's (module docstring)."""
+    out_h, out_w = image_size
+    height, width = np.float32(height), np.float32(width)
     scale = np.minimum(np.float32(out_h) / height, np.float32(out_w) / width)
     # np.round rounds half to even, as tf.round.
     new_h = int(np.clip(np.round(height * scale), 1, out_h))
     new_w = int(np.clip(np.round(width * scale), 1, out_w))
-    resized = normalize_image_numpy(resize_bilinear_numpy(images, (new_h, new_w)), normalization)
-    padded = np.zeros(images.shape[:-3] + (out_h, out_w, images.shape[-1]), np.float32)
-    padded[..., :new_h, :new_w, :] = resized
-    return padded, np.float32(np.float32(1.0) / scale)
+    return new_h, new_w, np.float32(np.float32(1.0) / scale)
 
 
 def center_crop_numpy(images, image_size: ImageSize, crop_padding: int = CROP_PADDING) -> np.ndarray:

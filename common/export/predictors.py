@@ -89,11 +89,17 @@ class TFLitePredictor:
     A file without post-processing (``--noinclude_postprocess``) returns raw
     outputs; given ``postprocess_module`` (the wrapper of the same config),
     the predictor applies its post-processing in TensorFlow so that callers get
-    final outputs either way.
+    final outputs either way. Pictures of another size are fitted to the
+    network size first (:mod:`common.export.fixed_size_inputs`: letterbox or
+    crop window, rounded to uint8) when ``postprocess_module`` is given, and
+    detection boxes are scaled back to the pictures' pixels, so that the file
+    can stand in for the wrapper in ``--runmode infer`` / ``infer_video``.
 
     Args:
         model: path of a ``.tflite`` file or its bytes.
-        postprocess_module: optional wrapper whose ``postprocess`` to apply.
+        postprocess_module: optional wrapper of the file's config: its
+            ``postprocess`` for raw files, its pre-processing settings for
+            pictures of other sizes.
         num_threads: interpreter threads (None: TFLite's default).
     """
 
@@ -154,6 +160,23 @@ class TFLitePredictor:
         return {k: np.array(v, copy=True) for k, v in self.runner(images=images).items()}
 
     def __call__(self, images):
+        images = np.asarray(images, np.uint8)
+        if tuple(images.shape[1:3]) == self.image_size:
+            return self._final_outputs(images)
+        if self.postprocess_module is None:
+            raise ValueError(f"This TFLite file takes {self.image_size[0]}x{self.image_size[1]} "
+                             f"images, got {images.shape[1]}x{images.shape[2]}; give the "
+                             f"predictor the wrapper of its config to fit other sizes.")
+        from common.export.fixed_size_inputs import fit_images
+
+        fitted, scales = fit_images(images, self.image_size, self.postprocess_module)
+        outputs = self._final_outputs(fitted)
+        if "detection_boxes" in outputs:
+            outputs["detection_boxes"] = outputs["detection_boxes"] * scales[:, None, None]
+        return outputs
+
+    def _final_outputs(self, images):
+        """Final outputs for uint8 images of the network size."""
         outputs = self._run(images)
         if self.returns_raw and self.postprocess_module is not None:
             side_info = tf.ones([np.shape(images)[0]], tf.float32)  # network-size input: scale 1

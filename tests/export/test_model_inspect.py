@@ -119,7 +119,7 @@ def test_benchmark_compares_amp_and_xla_variants(tmp_path):
 
 @pytest.mark.slow
 def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_checkpoint,
-                                                                side_by_side):
+                                                                side_by_side, make_images):
     model = ["--model_name", "efficientnetv2-b0", "--hparams", "image_size=64",
              "--ckpt_path", v2_checkpoint]
     export_dir = tmp_path / "export"
@@ -140,11 +140,25 @@ def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_ch
     assert (export_dir / "efficientnetv2-b0.onnx").is_file()
     formats = (("--saved_model_dir", export_dir / "sm", "saved_model"),
                ("--tflite_path", tflite_file, "tflite"))
-    benchmarks = side_by_side("model_inspect.py", *(
+    inputs = _images(tmp_path / "in", make_images)
+    infer = ["--runmode", "infer", "--tflite_path", tflite_file, "--input_image", inputs / "*"]
+    *benchmarks, lite_infer, mismatch = side_by_side("model_inspect.py", *(
         ["--runmode", "benchmark", *model, flag, path, "--batch_sizes", "1,2",
          "--warmup_runs", "1", "--bench_runs", "2", "--output_json", tmp_path / f"{fmt}.json"]
-        for flag, path, fmt in formats))
+        for flag, path, fmt in formats),
+        [*infer, *model, "--output_image_dir", tmp_path / "out",
+         "--output_json", tmp_path / "lite.json"],
+        [*infer, *model[:3], "image_size=96", "--output_image_dir", tmp_path / "never"])
     for (_, _, fmt), result in zip(formats, benchmarks):
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((tmp_path / f"{fmt}.json").read_text())
         assert report["format"] == fmt and {r["batch_size"] for r in report["results"]} == {1, 2}
+    # The TFLite file on pictures of other sizes (fitted to 64x64 in NumPy).
+    assert lite_infer.returncode == 0, lite_infer.stderr[-3000:]
+    with Image.open(tmp_path / "out" / "tall.png") as annotated:
+        assert annotated.size == (100, 240)
+    records = json.loads((tmp_path / "lite.json").read_text())
+    assert [len(r["top_k"]) for r in records] == [5, 5]
+    assert mismatch.returncode == 2 and not (tmp_path / "never").exists()
+    assert "a classification model for 64x64 images, the config a classification model for " \
+           "96x96" in mismatch.stderr

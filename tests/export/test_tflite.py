@@ -61,6 +61,58 @@ def test_v2_tflite_fp16_is_half_the_size_and_close(v2_module, make_images):
                                atol=5e-2, rtol=0)
 
 
+@pytest.mark.slow
+def test_d0_tflite_runs_pictures_of_other_sizes_like_the_wrapper(d0_module, make_images,
+                                                                 same_detections):
+    """Pictures are letterboxed to the file's size in NumPy (uint8) and the boxes scaled back
+    to the picture's pixels: the file then stands in for the wrapper in --runmode infer."""
+    lite = TFLitePredictor(tflite.convert_to_tflite(d0_module, "none"))
+    picture = make_images(1, 64, 128, seed=21)  # scale 1: only the padding differs
+    with pytest.raises(ValueError, match="takes 128x128 images, got 64x128"):
+        lite(picture)
+    lite.postprocess_module = d0_module
+    keras_model = KerasPredictor(d0_module)
+    same_detections(lite(picture), keras_model(picture), box_atol=0.05, score_atol=1e-3)
+    doubled = np.repeat(np.repeat(picture, 2, axis=1), 2, axis=2)  # 128x256: scale 1/2
+    expected, actual = keras_model(doubled), lite(doubled)
+    assert expected["detection_boxes"][0, :, 2:].max() > 130  # in the picture's pixels
+    same_detections(actual, expected, box_atol=0.1, score_atol=1e-3)
+
+
+def test_v2_tflite_fits_pictures_with_the_crop_rule(v2_module, make_images):
+    """A 96x96 classifier (center crop on): the picture's largest central window of the
+    network's aspect ratio is resized to 96x96; the file's own crop takes the rest."""
+    from common.export.fixed_size_inputs import fit_images
+
+    lite = TFLitePredictor(tflite.convert_to_tflite(v2_module, "none"), v2_module)
+    picture = np.repeat(np.repeat(make_images(1, 48, 64, seed=5), 2, axis=1), 2, axis=2)
+    fitted, scales = fit_images(picture, (96, 96), v2_module)
+    np.testing.assert_array_equal(fitted, picture[:, :, 16:112])  # 96x128 → central 96x96
+    np.testing.assert_array_equal(scales, [1.0])
+    expected = KerasPredictor(v2_module)(picture)
+    actual = lite(picture)
+    np.testing.assert_allclose(actual["logits"], expected["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(actual["top_k_classes"], expected["top_k_classes"])
+    other = make_images(1, 150, 70, seed=6)  # resampled twice: close, not equal
+    np.testing.assert_array_equal(lite(other)["top_k_classes"][:, :1],
+                                  KerasPredictor(v2_module)(other)["top_k_classes"][:, :1])
+
+
+def test_fitted_detector_pictures_are_the_letterbox_in_uint8(make_images):
+    from common.export.fixed_size_inputs import letterbox_uint8
+    from dataset.numpy_preprocessing import letterbox_numpy, normalize_image_numpy
+
+    picture = make_images(2, 90, 50, seed=3)
+    fitted, scale = letterbox_uint8(picture, (64, 48), "imagenet_mean_std")
+    expected, expected_scale = letterbox_numpy(picture, (64, 48))
+    assert fitted.shape == (2, 64, 48, 3) and scale == expected_scale
+    # Rounding to uint8 moves a pixel by at most half a level: 0.5 / std after normalizing.
+    np.testing.assert_allclose(normalize_image_numpy(fitted, "imagenet_mean_std"), expected,
+                               atol=0.5 / 57.0, rtol=0)
+    assert (fitted[:, :, 36:] == np.array([124, 116, 104], np.uint8)).all()  # round(mean)
+    assert (fitted[:, :, 35] != np.array([124, 116, 104], np.uint8)).any()
+
+
 def _write_tfrecord(path, images):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for image in images:
