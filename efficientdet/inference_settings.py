@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import numpy as np
+
 from common.detection.anchors import AnchorSet
 from common.detection.nms import NmsSettings
+from dataset.fixed_size_inputs import letterbox_uint8
 
 
 class DetectionSettings:
@@ -43,6 +46,14 @@ class DetectionSettings:
         self.nms_settings = nms
         # A plain dict: the exporters read ``nms["mode"]`` to refuse unsupported NMS.
         self.nms = nms.postprocess_kwargs()
+
+    def fit_pictures(self, images, image_size):
+        """uint8 ``[B, H, W, 3]`` pictures → (uint8 ``[B, h, w, 3]`` letterboxed to a
+        fixed-size file's ``image_size``, float32 ``[B]`` scales from its box pixels to
+        the pictures'); :mod:`dataset.fixed_size_inputs`."""
+        fitted, scale = letterbox_uint8(np.asarray(images, np.uint8), tuple(image_size),
+                                        self.normalization)
+        return fitted, np.full([fitted.shape[0]], scale, np.float32)
 
     @classmethod
     def from_config(cls, network, model_config):

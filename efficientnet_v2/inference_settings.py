@@ -7,7 +7,10 @@ same config; this mixin holds that part once.
 """
 from __future__ import annotations
 
-from dataset.normalizations import CLASSIFICATION_METHODS
+import numpy as np
+
+from dataset.fixed_size_inputs import crop_or_resize_uint8
+from dataset.normalizations import CLASSIFICATION_METHODS, uses_center_crop
 
 
 class ClassifierSettings:
@@ -25,6 +28,16 @@ class ClassifierSettings:
         self.center_crop = center_crop
         self.num_classes = int(network.outputs[0].shape[-1])
         self.top_k = max(1, min(int(top_k), self.num_classes))
+
+    def fit_pictures(self, images, image_size):
+        """uint8 ``[B, H, W, 3]`` pictures → (uint8 ``[B, h, w, 3]`` for a fixed-size
+        file of ``image_size``: the aspect window when the crop rule is on, else a
+        resize; float32 ``[B]`` ones); :mod:`dataset.fixed_size_inputs`."""
+        crop = self.center_crop
+        if crop is None:
+            crop = uses_center_crop(tuple(image_size), self.normalization)
+        fitted = crop_or_resize_uint8(np.asarray(images, np.uint8), tuple(image_size), crop)
+        return fitted, np.ones([fitted.shape[0]], np.float32)
 
     @classmethod
     def from_config(cls, network, model_config, top_k=5):

@@ -90,8 +90,8 @@ class TFLitePredictor:
     outputs; given ``postprocess_module`` (the wrapper of the same config),
     the predictor applies its post-processing in TensorFlow so that callers get
     final outputs either way. Pictures of another size are fitted to the
-    network size first (:mod:`common.export.fixed_size_inputs`: letterbox or
-    crop window, rounded to uint8) when ``postprocess_module`` is given, and
+    network size first (its ``fit_pictures``: the letterbox or crop window in
+    NumPy, rounded to uint8) when ``postprocess_module`` is given, and
     detection boxes are scaled back to the pictures' pixels, so that the file
     can stand in for the wrapper in ``--runmode infer`` / ``infer_video``.
 
@@ -167,9 +167,7 @@ class TFLitePredictor:
             raise ValueError(f"This TFLite file takes {self.image_size[0]}x{self.image_size[1]} "
                              f"images, got {images.shape[1]}x{images.shape[2]}; give the "
                              f"predictor the wrapper of its config to fit other sizes.")
-        from common.export.fixed_size_inputs import fit_images
-
-        fitted, scales = fit_images(images, self.image_size, self.postprocess_module)
+        fitted, scales = self.postprocess_module.fit_pictures(images, self.image_size)
         outputs = self._final_outputs(fitted)
         if "detection_boxes" in outputs:
             outputs["detection_boxes"] = outputs["detection_boxes"] * scales[:, None, None]

@@ -82,11 +82,9 @@ def test_d0_tflite_runs_pictures_of_other_sizes_like_the_wrapper(d0_module, make
 def test_v2_tflite_fits_pictures_with_the_crop_rule(v2_module, make_images):
     """A 96x96 classifier (center crop on): the picture's largest central window of the
     network's aspect ratio is resized to 96x96; the file's own crop takes the rest."""
-    from common.export.fixed_size_inputs import fit_images
-
     lite = TFLitePredictor(tflite.convert_to_tflite(v2_module, "none"), v2_module)
     picture = np.repeat(np.repeat(make_images(1, 48, 64, seed=5), 2, axis=1), 2, axis=2)
-    fitted, scales = fit_images(picture, (96, 96), v2_module)
+    fitted, scales = v2_module.fit_pictures(picture, (96, 96))
     np.testing.assert_array_equal(fitted, picture[:, :, 16:112])  # 96x128 → central 96x96
     np.testing.assert_array_equal(scales, [1.0])
     expected = KerasPredictor(v2_module)(picture)
@@ -99,7 +97,7 @@ def test_v2_tflite_fits_pictures_with_the_crop_rule(v2_module, make_images):
 
 
 def test_fitted_detector_pictures_are_the_letterbox_in_uint8(make_images):
-    from common.export.fixed_size_inputs import letterbox_uint8
+    from dataset.fixed_size_inputs import letterbox_uint8
     from dataset.numpy_preprocessing import letterbox_numpy, normalize_image_numpy
 
     picture = make_images(2, 90, 50, seed=3)

@@ -4,7 +4,8 @@ A TFLite file takes uint8 ``[B, h, w, 3]`` at exactly the network size: its
 in-graph letterbox / crop is then the identity (detectors) or crops a window of
 what it is given (classifiers). To run such a file on a photo, the photo is
 fitted here in NumPy so that the file sees what the Keras wrapper would have
-made of the photo, up to rounding to uint8:
+made of the photo, up to rounding to uint8 (the families' inference settings
+call these as ``fit_pictures``):
 
 * **detection**: the letterbox of :func:`dataset.numpy_preprocessing.letterbox_numpy`
   (aspect kept, bilinear, padded bottom/right) with the padding in the
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataset.normalizations import NORMALIZATIONS, uses_center_crop
+from dataset.normalizations import NORMALIZATIONS
 from dataset.numpy_preprocessing import (
     center_crop_numpy,
     letterbox_geometry,
@@ -45,28 +46,12 @@ def letterbox_uint8(images, image_size, normalization):
     return fitted, scale_to_original
 
 
-def fit_images(images, image_size, wrapper):
-    """Fits a batch of one picture size to the file's network size.
+def crop_or_resize_uint8(images, image_size, center_crop):
+    """``[B, H, W, 3]`` uint8 → ``[B, h, w, 3]`` uint8 for a classifier file.
 
-    Args:
-        images: uint8 ``[B, H, W, 3]``.
-        image_size: the file's ``(h, w)``.
-        wrapper: the inference wrapper of the file's config (its ``task``,
-            ``normalization`` and, for classifiers, ``center_crop``).
-
-    Returns:
-        ``(fitted, scales)``: uint8 ``[B, h, w, 3]`` and float32 ``[B]`` factors
-        from network pixels to the pictures' (1 for classifiers).
+    ``center_crop`` (the wrapper's resolved rule): the largest central window with
+    the network's aspect ratio (:func:`dataset.numpy_preprocessing.center_crop_numpy`
+    with no padding), resized; else a plain bilinear resize.
     """
-    images = np.asarray(images, np.uint8)
-    batch = images.shape[0]
-    if wrapper.task == "detection":
-        fitted, scale = letterbox_uint8(images, image_size, wrapper.normalization)
-        return fitted, np.full([batch], scale, np.float32)
-    crop = wrapper.center_crop
-    if crop is None:
-        crop = uses_center_crop(image_size, wrapper.normalization)
-    # crop_padding 0: the largest central window with the network's aspect ratio.
-    fitted = _to_uint8(center_crop_numpy(images, image_size, crop_padding=0) if crop
-                       else resize_bilinear_numpy(images, image_size))
-    return fitted, np.ones([batch], np.float32)
+    return _to_uint8(center_crop_numpy(images, image_size, crop_padding=0) if center_crop
+                     else resize_bilinear_numpy(images, image_size))
