@@ -11,10 +11,13 @@ images. Thresholds (measured values in the comments):
   of the validation images must have one with fp32, and int8 may lose at
   most ``MAX_HIT_LOSS`` of them;
 * over the ground-truth boxes that fp32 detects at >= ``MIN_SCORE``, the
-  best matching int8 score differs from the fp32 one by at most
-  ``MEDIAN_SCORE_ATOL`` (median) and ``P90_SCORE_ATOL`` (90th percentile),
+  logit of the best matching int8 score differs from the fp32 one by at most
+  ``MEDIAN_LOGIT_ATOL`` (median) and ``P90_LOGIT_ATOL`` (90th percentile),
   and at most ``MAX_OUTLIER_FRACTION`` of these boxes (at least one) differ
-  by more than ``SCORE_ATOL``.
+  by more than ``LOGIT_ATOL``. Logits, not scores: quantization error is
+  roughly constant before the sigmoid, so a score moves by about
+  ``s (1 - s)`` times it, and how confident the training run left the model
+  (it varies between runs and machines) would otherwise set the tolerance.
 """
 import json
 import os
@@ -33,25 +36,33 @@ from common.export.predictors import KerasPredictor, TFLitePredictor
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_VAL_IMAGES = 32
-# After the 8 quickstart epochs the focal-loss scores of correct boxes are still low
-# and vary between training runs (CPU training is not bit-reproducible): on 32 val
-# images, three runs gave fp32 hit fractions of 97%, 91% and 3% at score >= 0.1,
-# and of 97%, >= 91% and 81% at score >= 0.05; int8 matched fp32 within 3 points
-# each time. After 6 epochs only 47% reach 0.1.
+# Training is not bit-reproducible on CPU, so how confident the detector ends up
+# varies between runs and machines: the median fp32 score of the detected boxes was
+# 0.05-0.25 in early runs and 0.69 in recent D0 runs (Lite0 after its 8 epochs: 0.07).
+# Hit fractions at >= 0.05 were 81-100%; int8 matched fp32 within 3 points each time.
 MIN_SCORE = 0.05
 MIN_HIT_FRACTION = 0.6  # of the fp32 model: a sanity floor for the training run
 MAX_HIT_LOSS = 0.1      # int8 may miss at most this fraction of images more than fp32
-# Measured |int8 - fp32| over 48-57 detected boxes in five runs: median 0.0005-0.006,
-# 90th percentile <= 0.026, max 0.007-0.22 (scores of these boxes: 0.05-0.25). The large
-# values are single boxes whose soft-NMS neighbourhood changed: soft-NMS is discontinuous
-# (a neighbour crossing IoU / score ties changes how much a box is decayed), and CPU
-# training is not bit-reproducible (two seeded runs differ by ~1 ulp after one step even
-# with op determinism and one thread), so which box that is varies from run to run. A
-# tail count instead of the max: broken quantization moves most boxes, not one in 20.
-SCORE_ATOL = 0.15
+# Measured |logit int8 - logit fp32| over the detected boxes: D0 median 0.050, p90 0.12
+# (71 boxes, scores around 0.69); Lite0 median 0.011, p90 0.049 (60 boxes, around 0.07).
+# In score units, five early D0 runs (scores 0.05-0.25) had medians <= 0.006 and p90s
+# <= 0.026 (<= 0.06 and about 0.2 in logits), and a CI run (confident model) a median of
+# 0.013 and a p90 of 0.041 (about 0.06 and 0.19): that run failed the former score
+# tolerances, which is why they are logits now. Single large values (3.6 in logit, D0)
+# are boxes whose soft-NMS neighbourhood changed: soft-NMS is discontinuous (a
+# neighbour crossing IoU / score ties changes how much a box is decayed), and which box
+# that is varies from run to run. A tail count instead of the max: broken quantization
+# moves most boxes, not one in 20.
+LOGIT_ATOL = 1.0
 MAX_OUTLIER_FRACTION = 0.05
-P90_SCORE_ATOL = 0.04
-MEDIAN_SCORE_ATOL = 0.01
+P90_LOGIT_ATOL = 0.4
+MEDIAN_LOGIT_ATOL = 0.15
+
+
+def logits(scores):
+    """The logits ``log(s / (1 - s))`` of sigmoid scores (0 and 1 clipped to 1e-6 away)."""
+    scores = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(scores) - np.log1p(-scores)
 
 
 def _iou(box, boxes):
@@ -95,6 +106,13 @@ def best_scores(outputs, truths):
     return result
 
 
+def _spread(values):
+    if not values.size:
+        return "none"
+    return (f"median {np.median(values):.4f}, p90 {np.percentile(values, 90):.4f}, "
+            f"max {values.max():.4f}")
+
+
 def _hit_fraction(per_image):
     return float(np.mean([(s >= MIN_SCORE).any() for s in per_image]))
 
@@ -132,20 +150,22 @@ def test_int8_detector_with_nms_inside_still_detects_sample_objects(trained, req
     fp32_hits, int8_hits = _hit_fraction(fp32), _hit_fraction(int8)
     fp32_all, int8_all = np.concatenate(fp32), np.concatenate(int8)
     detected = fp32_all >= MIN_SCORE
-    differences = np.abs(int8_all[detected] - fp32_all[detected])
-    print(f"hit fraction fp32 {fp32_hits:.2f} int8 {int8_hits:.2f}; |int8 - fp32| score over "
-          f"{detected.sum()} detected boxes: median {np.median(differences):.4f}, "
-          f"p90 {np.percentile(differences, 90) if differences.size else 0:.4f}, "
-          f"max {differences.max(initial=0):.4f}; file {tflite_path.stat().st_size / 2**20:.2f} MiB")
+    differences = np.abs(logits(int8_all[detected]) - logits(fp32_all[detected]))
+    score_differences = np.abs(int8_all[detected] - fp32_all[detected])
+    print(f"hit fraction fp32 {fp32_hits:.2f} int8 {int8_hits:.2f}; over {detected.sum()} "
+          f"detected boxes (median fp32 score {np.median(fp32_all[detected]):.3f}), |int8 - fp32| "
+          f"logit: {_spread(differences)}; score: {_spread(score_differences)}; "
+          f"file {tflite_path.stat().st_size / 2**20:.2f} MiB")
+    print("fp32 scores", np.round(fp32_all[detected], 4).tolist())
+    print("int8 scores", np.round(int8_all[detected], 4).tolist())
     assert fp32_hits >= MIN_HIT_FRACTION, f"the trained fp32 detector hits only {fp32_hits:.0%}"
     assert int8_hits >= fp32_hits - MAX_HIT_LOSS, f"int8 hits {int8_hits:.0%} (fp32 {fp32_hits:.0%})"
     assert detected.sum() >= len(truths), "too few detected boxes to compare int8 with fp32"
-    outliers = int((differences > SCORE_ATOL).sum())
+    outliers = int((differences > LOGIT_ATOL).sum())
     assert outliers <= max(1, int(MAX_OUTLIER_FRACTION * differences.size)), (
-        f"{outliers} of {differences.size} boxes moved by more than {SCORE_ATOL}",
-        fp32_all, int8_all)
-    assert np.percentile(differences, 90) <= P90_SCORE_ATOL, np.percentile(differences, 90)
-    assert np.median(differences) <= MEDIAN_SCORE_ATOL, np.median(differences)
+        f"{outliers} of {differences.size} boxes moved by more than {LOGIT_ATOL} in logit")
+    assert np.percentile(differences, 90) <= P90_LOGIT_ATOL, np.percentile(differences, 90)
+    assert np.median(differences) <= MEDIAN_LOGIT_ATOL, np.median(differences)
 
 
 @pytest.mark.slow
