@@ -134,6 +134,13 @@ def _module(config, mixed_precision=False):
                                   fold_batch_norm=FLAGS.fold_batch_norm)
 
 
+def _settings_module(config):
+    """The config's wrapper for its pre- and post-processing only (no weights)."""
+    from common.export.factory import build_inference_module
+
+    return build_inference_module(config, settings_only=True)
+
+
 def _require(flag_name):
     from common.export.errors import ExportError
 
@@ -290,7 +297,7 @@ def _predictor(config):
         # The wrapper of the file's config fits pictures to the file's size and
         # post-processes a raw file; its network is not run.
         predictor = TFLitePredictor(FLAGS.tflite_path, num_threads=_tflite_threads())
-        wrapper = _module(config)
+        wrapper = _settings_module(config)
         if tuple(wrapper.image_size) != predictor.image_size or wrapper.task != predictor.task:
             raise ExportError(
                 f"--tflite_path {FLAGS.tflite_path!r} is a {predictor.task} model for "
@@ -355,7 +362,7 @@ def run_benchmark(config):
         str(FLAGS.batch_size) if FLAGS.batch_size else FLAGS.batch_sizes)
     image = read_image(list_images(FLAGS.input_image)[0]) if FLAGS.input_image else None
     if FLAGS.tflite_path:
-        post = _module(config) if config.task == "detection" else None
+        post = _settings_module(config) if config.task == "detection" else None
         targets = benchmark_targets.tflite_targets(FLAGS.tflite_path, post,
                                                    num_threads=tflite_threads)
         fmt = "tflite"

@@ -34,7 +34,8 @@ def wrapper_class(config, portable=False):
 
 
 def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision=False,
-                           policy=None, fold_batch_norm=True, portable=None):
+                           policy=None, fold_batch_norm=True, portable=None,
+                           settings_only=False):
     """Builds the network of ``config``, loads weights, wraps it for inference.
 
     Args:
@@ -53,6 +54,9 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
             rounding, faster). The wrapped network is then inference-only.
         portable: the NumPy-pipeline wrapper (:mod:`common.export.portable`) instead
             of the TensorFlow graph one; None: only on backends other than TensorFlow.
+        settings_only: the wrapper is used only for its pre- and post-processing
+            (e.g. around an exported TFLite file): no weights are loaded
+            (``ckpt_path`` is ignored), no batch norm is folded, nothing is warned.
 
     Returns:
         The family's inference wrapper.
@@ -65,6 +69,8 @@ def build_inference_module(config, ckpt_path=None, use_ema=True, mixed_precision
     if portable is None:
         portable = keras.backend.backend() != "tensorflow"
     wrapper = wrapper_class(config, portable)
+    if settings_only:
+        return wrapper.from_config(build_network(config), config.model)
     check_readable(ckpt_path)
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(

@@ -155,6 +155,10 @@ def test_saved_model_tflite_onnx_cli_and_benchmarks_of_the_files(tmp_path, v2_ch
         assert report["format"] == fmt and {r["batch_size"] for r in report["results"]} == {1, 2}
     # The TFLite file on pictures of other sizes (fitted to 64x64 in NumPy).
     assert lite_infer.returncode == 0, lite_infer.stderr[-3000:]
+    # The config's wrapper only pre- and post-processes: no weights loaded or folded,
+    # and no "random initialization" warning without --ckpt_path.
+    assert "Folded" not in lite_infer.stderr and "Restored" not in lite_infer.stderr
+    assert "random initialization" not in mismatch.stderr
     with Image.open(tmp_path / "out" / "tall.png") as annotated:
         assert annotated.size == (100, 240)
     records = json.loads((tmp_path / "lite.json").read_text())
