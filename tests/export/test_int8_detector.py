@@ -150,14 +150,15 @@ def test_int8_detector_with_nms_inside_still_detects_sample_objects(trained, req
     fp32_hits, int8_hits = _hit_fraction(fp32), _hit_fraction(int8)
     fp32_all, int8_all = np.concatenate(fp32), np.concatenate(int8)
     detected = fp32_all >= MIN_SCORE
-    differences = np.abs(logits(int8_all[detected]) - logits(fp32_all[detected]))
-    score_differences = np.abs(int8_all[detected] - fp32_all[detected])
+    fp32_detected, int8_detected = fp32_all[detected], int8_all[detected]
+    differences = np.abs(logits(int8_detected) - logits(fp32_detected))
     print(f"hit fraction fp32 {fp32_hits:.2f} int8 {int8_hits:.2f}; over {detected.sum()} "
-          f"detected boxes (median fp32 score {np.median(fp32_all[detected]):.3f}), |int8 - fp32| "
-          f"logit: {_spread(differences)}; score: {_spread(score_differences)}; "
+          f"detected boxes (median fp32 score {np.median(fp32_detected):.3f}), |int8 - fp32| "
+          f"logit: {_spread(differences)}; "
+          f"score: {_spread(np.abs(int8_detected - fp32_detected))}; "
           f"file {tflite_path.stat().st_size / 2**20:.2f} MiB")
-    print("fp32 scores", np.round(fp32_all[detected], 4).tolist())
-    print("int8 scores", np.round(int8_all[detected], 4).tolist())
+    print("fp32 scores", np.round(fp32_detected, 4).tolist())
+    print("int8 scores", np.round(int8_detected, 4).tolist())
     assert fp32_hits >= MIN_HIT_FRACTION, f"the trained fp32 detector hits only {fp32_hits:.0%}"
     assert int8_hits >= fp32_hits - MAX_HIT_LOSS, f"int8 hits {int8_hits:.0%} (fp32 {fp32_hits:.0%})"
     assert detected.sum() >= len(truths), "too few detected boxes to compare int8 with fp32"
